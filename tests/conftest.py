@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from tiny_model import save_tiny_model
+
+from ftpe_magics import Session, get_session
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_session(tiny_model_dir, tmp_path_factory) -> Session:
+    session = Session(log=lambda message: None)
+    session.config.cache_dir = str(tmp_path_factory.mktemp("cache"))
+    session.config.max_new_tokens = 8
+    return session.load(str(tiny_model_dir))
+
+
+@pytest.fixture
+def shell(tiny_model_dir, tmp_path, monkeypatch):
+    """A real IPython shell with the extension loaded and the tiny model in the shared session."""
+    monkeypatch.setenv("FTPE_CACHE", str(tmp_path / "cache"))
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "ftpe_magics")
+    ip.run_line_magic("config", f"Ftpe.default_model = {str(tiny_model_dir)!r}")
+    ip.run_line_magic("config", "Ftpe.max_new_tokens = 8")
+    yield ip
+    ip.run_line_magic("unload_ext", "ftpe_magics")
+    get_session().unload(quiet=True)
+    get_session().history.clear()
+    get_session().named_runs.clear()
