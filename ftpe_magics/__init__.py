@@ -6,6 +6,8 @@ features as a plain Python API.
 
 from __future__ import annotations
 
+import warnings
+
 from .config import Ftpe
 from .errors import FtpeError
 from .generation import GenerationSettings
@@ -15,6 +17,12 @@ from .session import Session, get_session
 __all__ = ["Ftpe", "FtpeError", "GenerationSettings", "PromptResult", "Session", "get_session",
            "load_ipython_extension", "unload_ipython_extension"]
 __version__ = "0.1.0"
+
+# Two warnings the libraries raise on every use of a feature we use on purpose; each would print a
+# site-packages path into the user's notebook. Nothing else is filtered.
+warnings.filterwarnings("ignore", message="Position ids are not supported for parameter efficient tuning",
+                        category=UserWarning)
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def load_ipython_extension(shell) -> None:

@@ -47,6 +47,13 @@ def default_gguf_path() -> Path:
     return path
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as a person writes it (``~`` for the home folder): short, and no user name in a saved notebook."""
+    text = str(path)
+    home = str(Path.home())
+    return "~" + text[len(home):] if text == home or text.startswith(home + os.sep) else text
+
+
 def resolve_source(name: str | None) -> ModelSource:
     if not name:
         return ModelSource("default", str(default_gguf_path()), DEFAULT_MODEL_LABEL)
@@ -72,7 +79,7 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     """Dequantise a GGUF once into a safetensors folder; the rename at the end makes it atomic."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"Converting {gguf.name} once to safetensors in {target} (about 20-30 s on a small CPU)...")
+    print(f"Converting {gguf.name} once to safetensors in {display_path(target)} (about 20-30 s on a small CPU)...")
     quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = quantised.config

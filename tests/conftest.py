@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from tiny_model import save_tiny_model
@@ -20,6 +22,23 @@ def tiny_session(tiny_model_dir, tmp_path_factory) -> Session:
     return session.load(str(tiny_model_dir))
 
 
+@pytest.fixture(scope="session")
+def default_session() -> Session:
+    """The real default model, loaded once for all integration tests."""
+    return Session(log=lambda message: None).load()
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sst2_dir() -> Path:
+    folder = SHARED_DATA / "sst2"
+    if not (folder / "dev.tsv").is_file():
+        pytest.skip(f"SST-2 data not found at {folder} (the shared data folder sits beside the checkout)")
+    return folder
+
+
 @pytest.fixture
 def shell(tiny_model_dir, tmp_path, monkeypatch):
     """A real IPython shell with the extension loaded and the tiny model in the shared session."""
@@ -33,3 +52,18 @@ def shell(tiny_model_dir, tmp_path, monkeypatch):
     get_session().unload(quiet=True)
     get_session().history.clear()
     get_session().named_runs.clear()
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def executed_quickstart():
+    """examples/01_quickstart.ipynb executed headless once, also written to artifacts/ for the browser test."""
+    import nbformat
+    from notebook_runner import execute
+
+    notebook = execute("01_quickstart.ipynb")
+    ARTIFACTS.mkdir(exist_ok=True)
+    nbformat.write(notebook, ARTIFACTS / "01_quickstart.executed.ipynb")
+    return notebook

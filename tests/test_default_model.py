@@ -8,11 +8,6 @@ from ftpe_magics.loading import converted_folder, default_gguf_path
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def default_session():
-    return Session(log=lambda m: None).load()
-
-
 def test_default_model_continues_capital_of_france_with_paris(default_session):
     result = default_session.prompt("The capital of France is", raw=True, max_new_tokens=8)
     assert "Paris" in result.text

@@ -1,14 +1,16 @@
 """The example notebooks, executed headless in a real kernel on the default model."""
 
+import re
+
 import pytest
-from notebook_runner import cell_text, errors, execute
+from notebook_runner import EXAMPLES, cell_text, errors, execute
 
 pytestmark = pytest.mark.notebook
 
 
 @pytest.fixture(scope="module")
-def quickstart():
-    return execute("01_quickstart.ipynb")
+def quickstart(executed_quickstart):
+    return executed_quickstart
 
 
 def test_quickstart_runs_without_errors(quickstart):
@@ -28,3 +30,44 @@ def test_quickstart_shows_diff_table_and_answers(quickstart):
     labelled = _output_of(quickstart, "labelled.to_pandas()")
     assert labelled.count("<tr") >= 7  # header + six rows
     assert "SmolLM2-135M-Instruct" in _output_of(quickstart, "%ftpe status")
+
+
+def test_quickstart_fewshot_finetune_and_compare_render(quickstart):
+    fewshot = _output_of(quickstart, "%%fewshot")
+    assert "accuracy" in fewshot and 'alt="accuracy against k"' in fewshot and "Confusion matrix" in fewshot
+    finetune = _output_of(quickstart, "%%finetune")
+    assert 'alt="training curves"' in finetune and "ftpe-finetune-summary" in finetune
+    assert "Adapter 'lora'" in finetune
+    compare = _output_of(quickstart, "%%compare")
+    assert "ftpe-compare-table" in compare and 'alt="accuracy chart"' in compare
+    for condition in ("zero", "fs4", "lora", "base"):
+        assert f"<td>{condition}</td>" in compare
+    table = _output_of(quickstart, "columns = ")
+    assert table.count("<tr") >= 5
+
+
+def test_generation_notebook_scores_with_a_custom_metric():
+    notebook = execute("03_generation_task.ipynb")
+    assert errors(notebook) == []
+    assert "(1.0, 0.0)" in _output_of(notebook, "import re")
+    fewshot = _output_of(notebook, "%%fewshot")
+    assert "accuracy" in fewshot
+    compare = _output_of(notebook, "%%compare")
+    assert "ftpe-compare-table" in compare and ("ftpe-disagreements" in compare or "All conditions agree" in compare)
+    assert "Prague" in _output_of(notebook, "trips_table.examples()")
+
+
+def test_sst2_notebook_runs_on_a_small_slice(sst2_dir, monkeypatch):
+    monkeypatch.setenv("FTPE_NOTEBOOK_SMOKE", "1")  # the kernel inherits it: 64 training, 24 held-out examples
+    notebook = execute("02_prompt_vs_finetune_sst2.ipynb")
+    assert errors(notebook) == []
+    assert "Best condition:" in _output_of(notebook, "summary = table")
+    assert "24 held-out examples" in _output_of(notebook, "import os")
+
+
+def test_committed_notebooks_hold_no_machine_paths_or_tokens():
+    for path in sorted(EXAMPLES.glob("*.ipynb")):
+        text = path.read_text()
+        for marker in ("/work/", "/root/", "/home/", "/tmp/", "site-packages"):
+            assert marker not in text, f"{path.name} contains {marker!r}"
+        assert not re.search(r"token=[0-9a-f]{16,}", text), f"{path.name} contains a token"

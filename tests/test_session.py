@@ -12,7 +12,7 @@ def test_load_status_unload_reload(tiny_model_dir, tmp_path):
     status = session.status().as_dict()
     assert status["device"] == "cpu" and status["dtype"] == "float32"
     assert int(status["parameters"].replace(",", "")) == session.parameter_count() > 0
-    assert "process rss" in status and status["cache folder"] == str(tmp_path)
+    assert "process rss" in status and status["cache folder"] == str(tmp_path)  # not under home, so shown as is
     assert session.tokenizer.padding_side == "left"
     session.unload()
     assert not session.loaded and session.model is None
@@ -73,3 +73,17 @@ def test_samples_are_grouped_with_counts(tiny_session):
     assert sum(count for _, count in counts) == 6
     assert 0 < result.consistency() <= 1
     assert "&times;" in result._repr_html_()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_unload_gives_gpu_memory_back(tiny_model_dir, tmp_path):
+    import torch
+
+    before = torch.cuda.memory_allocated()
+    session = Session(log=lambda m: None)
+    session.config.cache_dir = str(tmp_path)
+    session.load(str(tiny_model_dir), device="cuda")
+    session.prompt("hello", max_new_tokens=4)
+    assert torch.cuda.memory_allocated() > before
+    session.unload()
+    assert torch.cuda.memory_allocated() <= before * 1.05 + 1024

@@ -1,0 +1,165 @@
+"""LoRA fine-tuning: throughput against a plain Trainer + peft run, and quality against few-shot prompting.
+
+Targets (issue 4):
+- throughput (real tokens per second) of %%finetune's LoRA at least equal to a plain Trainer + peft
+  run with the same model, data and settings padded to a fixed length; each run is a separate
+  process, so its peak memory is its own;
+- LoRA on 2,000 SST-2 training examples beats the best 4-shot prompting accuracy (random,
+  balanced, similar; drawn from the same 2,000) on the full dev set.
+
+    python benchmarks/bench_finetune.py [--part all|throughput|quality] [--train-size 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import report
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2"
+NAMES = "0=negative,1=positive"
+TEMPLATE = "Review: {text}\nSentiment: {label}"
+THROUGHPUT = {"examples": 512, "batch_size": 8, "max_steps": 48, "max_len": 128, "lr": 1e-3, "seed": 0}
+
+
+def _train_rows(count: int, offset: int = 0) -> list[dict]:
+    from ftpe_magics.data import load_examples
+
+    data = load_examples(str(DATA / "train.tsv"), label_names=NAMES)
+    return [{"text": row["text"], "label": label} for row, label in
+            zip(data.rows[offset:offset + count], data.labels[offset:offset + count], strict=True)]
+
+
+def run_ours() -> dict:
+    from ftpe_magics import Session
+
+    session = Session(log=lambda m: None).load()
+    settings = THROUGHPUT
+    rows = _train_rows(settings["examples"])
+    from ftpe_magics.finetune import FinetuneOptions, train_adapter
+    from ftpe_magics.prompts import ExampleTemplate
+    from ftpe_magics.training_view import TrainingView
+
+    data = session.examples(rows, "--train")
+    view = TrainingView(live=False)
+    options = FinetuneOptions(method="lora", max_steps=settings["max_steps"], batch_size=settings["batch_size"],
+                              max_len=settings["max_len"], lr=settings["lr"], seed=settings["seed"], raw=True,
+                              logging_steps=10)
+    adapter = train_adapter(session, "bench", ExampleTemplate(TEMPLATE), data, None, options, view)
+    return {"seconds": adapter.train_seconds, "real_tokens": view.collator.tokens,
+            "steps": adapter.steps, "trainable_params": adapter.trainable_params}
+
+
+def run_baseline() -> dict:
+    """The obvious way: tokenise to a fixed length, Trainer + peft LoRA, default collator."""
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    from ftpe_magics import Session
+
+    session = Session(log=lambda m: None).load()
+    settings = THROUGHPUT
+    tokenizer = session.tokenizer
+    features, real_tokens_per_epoch = [], 0
+    for row in _train_rows(settings["examples"]):
+        context = f"Review: {row['text']}\nSentiment:"
+        context_ids = tokenizer(context)["input_ids"]
+        answer_ids = tokenizer(" " + row["label"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = (context_ids + answer_ids)[-settings["max_len"]:]
+        labels = ([-100] * len(context_ids) + answer_ids)[-settings["max_len"]:]
+        pad = settings["max_len"] - len(ids)
+        features.append({"input_ids": ids + [tokenizer.pad_token_id] * pad, "labels": labels + [-100] * pad,
+                         "attention_mask": [1] * len(ids) + [0] * pad})
+        real_tokens_per_epoch += len(ids)
+    model = get_peft_model(session.base_model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=8, lora_alpha=16,
+                                                          lora_dropout=0.05))
+    torch.manual_seed(settings["seed"])
+    with tempfile.TemporaryDirectory() as output:
+        args = TrainingArguments(output_dir=output, per_device_train_batch_size=settings["batch_size"],
+                                 learning_rate=settings["lr"], max_steps=settings["max_steps"], warmup_steps=0.1,
+                                 logging_steps=10, save_strategy="no", report_to="none", disable_tqdm=True,
+                                 use_cpu=not torch.cuda.is_available(), seed=settings["seed"])
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(features),
+                          data_collator=default_data_collator)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    seen = settings["max_steps"] * settings["batch_size"]
+    real_tokens = round(real_tokens_per_epoch * seen / len(features))
+    return {"seconds": seconds, "real_tokens": real_tokens, "steps": settings["max_steps"]}
+
+
+def child(part: str) -> None:
+    result = run_ours() if part == "ours" else run_baseline()
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def throughput() -> list[dict]:
+    rows = []
+    for part, label in (("baseline", "plain Trainer + peft, fixed-length padding"),
+                        ("ours", "%%finetune LoRA (dynamic padding, length grouping)")):
+        out = subprocess.run([sys.executable, __file__, "--child", part], capture_output=True, text=True, check=True)
+        result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+        rows.append({"run": label, "seconds": result["seconds"], "real_tokens": result["real_tokens"],
+                     "tokens_per_s": result["real_tokens"] / result["seconds"], "peak_rss_mb": result["peak_rss_mb"]})
+    rows.append({"run": "ratio ours / baseline (target >= 1)", "tokens_per_s": rows[1]["tokens_per_s"] /
+                 rows[0]["tokens_per_s"]})
+    return rows
+
+
+def quality(train_size: int, epochs: float) -> tuple[list[dict], dict]:
+    from ftpe_magics import Session
+
+    session = Session(log=lambda m: None).load()
+    train = _train_rows(train_size)
+    dev = str(DATA / "dev.tsv")
+    rows = []
+    for select in ("random", "balanced", "similar"):
+        start = time.perf_counter()
+        result = session.fewshot(TEMPLATE, train, dev, k=4, select=select, label_names=NAMES, name=f"fs4-{select}")
+        rows.append({"condition": f"4-shot {select}", "accuracy": result.conditions[0].accuracy,
+                     "seconds": time.perf_counter() - start, "trainable_params": 0})
+    start = time.perf_counter()
+    adapter = session.finetune(TEMPLATE, train, "lora-sst2", method="lora", epochs=epochs, batch_size=16,
+                               logging_steps=20)
+    compare = session.compare("lora: adapter lora-sst2", dev, label_names=NAMES)
+    rows.append({"condition": f"LoRA ({train_size} examples, {epochs:g} epoch)",
+                 "accuracy": compare.conditions[0].accuracy, "seconds": adapter.train_seconds,
+                 "trainable_params": adapter.trainable_params})
+    best_prompt = max(r["accuracy"] for r in rows[:-1])
+    return rows, {"best_4shot": best_prompt, "lora": rows[-1]["accuracy"], "lora_beats_prompting":
+                  rows[-1]["accuracy"] > best_prompt, "lora_train_seconds": adapter.train_seconds,
+                  "total_seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=["all", "throughput", "quality"], default="all")
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--child", choices=["ours", "baseline"])
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    if args.part in ("all", "throughput"):
+        report("finetune_throughput", throughput(), {"settings": THROUGHPUT})
+    if args.part in ("all", "quality"):
+        rows, summary = quality(args.train_size, args.epochs)
+        report("finetune_quality", rows, summary)
+        print(summary)
+
+
+if __name__ == "__main__":
+    main()

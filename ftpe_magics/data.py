@@ -1,0 +1,109 @@
+"""Labelled data in, whatever shape the user has it in.
+
+A DataFrame, a ``datasets.Dataset``, a list of dicts or a CSV/TSV/JSONL path all become one
+:class:`Examples` with the input text, the label as a word (``--label-names 0=negative``) and the
+full rows, so templates can use any column.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import FtpeError
+from .rows import as_rows
+
+
+@dataclass
+class Examples:
+    rows: list[dict]
+    input_col: str
+    label_col: str
+    labels: list[str]
+    label_set: list[str]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def texts(self) -> list[str]:
+        return [str(row[self.input_col]) for row in self.rows]
+
+    def subset(self, indices: list[int]) -> Examples:
+        return Examples([self.rows[i] for i in indices], self.input_col, self.label_col,
+                        [self.labels[i] for i in indices], self.label_set)
+
+    def head(self, count: int) -> Examples:
+        return self.subset(list(range(min(count, len(self)))))
+
+
+def parse_label_names(spec: str | dict | None) -> dict[str, str]:
+    """``"0=negative,1=positive"`` (or a dict) to a mapping from raw label values to words."""
+    if not spec:
+        return {}
+    if isinstance(spec, dict):
+        return {str(key): str(value) for key, value in spec.items()}
+    mapping = {}
+    for part in spec.split(","):
+        if "=" not in part:
+            raise FtpeError(f"--label-names takes VALUE=WORD pairs separated by commas, e.g. 0=negative,1=positive; "
+                            f"got {part!r}.")
+        key, value = part.split("=", 1)
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def read_table(path: str | Path) -> list[dict]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FtpeError(f"No data file at {path}.")
+    if path.suffix in (".jsonl", ".json"):
+        lines = path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+    if path.suffix not in (".csv", ".tsv", ".txt"):
+        raise FtpeError(f"Cannot read {path.name}: use a .csv, .tsv or .jsonl file, a DataFrame or a list of dicts.")
+    import pandas as pd
+
+    frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False, dtype=str,
+                        quoting=3 if path.suffix == ".tsv" else 0)
+    return frame.to_dict("records")
+
+
+def load_examples(source: Any, input_col: str = "text", label_col: str = "label", labels: str | list | None = None,
+                  label_names: str | dict | None = None, what: str = "data", require_labels: bool = True) -> Examples:
+    """Normalise ``source`` and check its columns and labels, with one-line errors naming the problem."""
+    if isinstance(source, Examples):
+        return source
+    rows = read_table(source) if isinstance(source, (str, Path)) else as_rows(source, what)
+    if not rows:
+        raise FtpeError(f"{what} is empty: there are no examples.")
+    columns = list(rows[0])
+    for column, option in ((input_col, "--input-col"), (label_col, "--label-col")):
+        if column == label_col and not require_labels and column not in columns:
+            continue
+        if column not in columns:
+            raise FtpeError(f"{what} has no column {column!r} (columns: {', '.join(map(str, columns))}). "
+                            f"Name the right one with {option}.")
+    names = parse_label_names(label_names)
+    words = [names.get(str(row.get(label_col, "")), str(row.get(label_col, ""))) for row in rows]
+    if labels:
+        label_set = [label.strip() for label in labels.split(",")] if isinstance(labels, str) else list(labels)
+        outside = sorted(set(words) - set(label_set))
+        if outside and require_labels:
+            raise FtpeError(f"{what} has label {outside[0]!r}, which is not in the label set {label_set}. "
+                            "Fix --labels or map values with --label-names.")
+    else:
+        label_set = sorted(set(words), key=_natural_key)
+    return Examples(rows, input_col, label_col, words, label_set)
+
+
+def _natural_key(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def normalise_text(text: str) -> str:
+    """Text compared for leakage: lower case, no punctuation, single spaces."""
+    return " ".join(re.sub(r"[^\w\s]", " ", str(text).lower()).split())

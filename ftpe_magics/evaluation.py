@@ -1,0 +1,289 @@
+"""Running one condition (zero-shot, few-shot, chain-of-thought, an adapter) over a held-out set.
+
+Every condition ends as a :class:`ConditionResult` with per-example predictions and scores, so
+``%%compare`` can put them in one table and test them against each other on the same examples.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import ChainMap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .adapters import Adapter
+from .data import Examples
+from .errors import FtpeError
+from .fewshot import FewShotConfig, overlapping, reorder, select_demos
+from .generation import generate_texts, render_prompts
+from .metrics import Metric, apply_metric
+from .prompts import ExampleTemplate, assemble, formatted_pair
+from .scoring import label_logprobs, mean_pooled_embeddings
+from .stats import bootstrap_interval, macro_f1, modal_agreement
+
+
+@dataclass
+class ConditionResult:
+    condition: str
+    kind: str
+    spec: str
+    references: list[str]
+    predictions: list[str]
+    outputs: list[str]
+    scores: list[float]
+    label_set: list[str] | None
+    seconds: float
+    prompt_tokens: list[int]
+    example_prompt: str
+    samples: list[list[str]] | None = None
+    trainable_params: int = 0
+    train_seconds: float = 0.0
+    order_accuracies: list[float] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.scores)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def correct(self) -> list[bool]:
+        return [score >= 0.5 for score in self.scores]
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return bootstrap_interval(self.scores)
+
+    @property
+    def macro_f1(self) -> float | None:
+        return macro_f1(self.predictions, self.references, self.label_set) if self.label_set else None
+
+    @property
+    def consistency(self) -> float | None:
+        return modal_agreement(self.samples) if self.samples else None
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000 * self.seconds / max(1, self.n)
+
+    @property
+    def mean_prompt_tokens(self) -> float:
+        return float(np.mean(self.prompt_tokens)) if self.prompt_tokens else 0.0
+
+
+class Evaluator:
+    """Scores conditions on one eval set with the session's model: by label likelihood, or generate + metric."""
+
+    def __init__(self, session, eval_data: Examples, *, metric: tuple[str, Metric] | None = None,
+                 norm: str = "none", samples: int = 1, seed: int = 0, batch_size: int | None = None,
+                 max_new_tokens: int | None = None, answer_regex: str | None = None,
+                 namespace: Mapping[str, Any] | None = None) -> None:
+        if len(eval_data) == 0:
+            raise FtpeError("The eval set is empty.")
+        if samples < 1:
+            raise FtpeError("--samples must be at least 1.")
+        self.session = session
+        self.eval_data = eval_data
+        self.metric = metric
+        self.norm = norm
+        self.samples = samples
+        self.seed = seed
+        self.batch_size = batch_size or session.config.batch_size
+        self.max_new_tokens = max_new_tokens
+        self.answer_regex = answer_regex
+        self.namespace = dict(namespace or {})
+        session.require_model()
+
+    @property
+    def classification(self) -> bool:
+        return self.metric is None
+
+    def _row(self, row: dict) -> ChainMap:
+        return ChainMap(row, self.namespace)
+
+    # -- the two ways of scoring -------------------------------------------------------------
+    def _classify(self, contexts: list[str], template: ExampleTemplate | None, add_special_tokens: bool = True,
+                  continuations: list[str] | None = None):
+        labels = self.eval_data.label_set
+        if len(labels) < 2:
+            raise FtpeError(f"Classification needs at least two labels; the eval set has {labels}. "
+                            "Give --labels, or score generated text with --metric.")
+        continuations = continuations or [template.continuation(label) for label in labels]
+        scored = label_logprobs(self.session.model, self.session.tokenizer, contexts, continuations,
+                                self.batch_size, add_special_tokens=add_special_tokens)
+        normalised = scored.normalised(labels, self.norm)
+        predictions = [labels[i] for i in normalised.argmax(axis=1)]
+        samples = None
+        if self.samples > 1:  # draw labels from the model's own distribution over the label set
+            probs = np.exp(normalised - normalised.max(axis=1, keepdims=True))
+            probs /= probs.sum(axis=1, keepdims=True)
+            rng = np.random.default_rng(self.seed)
+            samples = [[labels[rng.choice(len(labels), p=p)] for _ in range(self.samples)] for p in probs]
+        return predictions, samples, scored.seconds, scored.prompt_tokens
+
+    def _generate(self, prompts: list[str], raw: bool, max_new_tokens: int | None = None):
+        greedy = self.samples == 1
+        settings = self.session.settings(max_new_tokens=max_new_tokens or self.max_new_tokens, raw=raw,
+                                         temperature=0.0 if greedy else 0.7, samples=self.samples, seed=self.seed,
+                                         batch_size=self.batch_size)
+        run = generate_texts(self.session.model, self.session.tokenizer, prompts, settings)
+        return run
+
+    def _score_generated(self, outputs: list[str]) -> list[float]:
+        name, metric = self.metric
+        return [apply_metric(metric, name, output, reference)
+                for output, reference in zip(outputs, self.eval_data.labels, strict=True)]
+
+    def _result(self, condition: str, kind: str, spec: str, predictions: list[str], outputs: list[str],
+                seconds: float, prompt_tokens: list[int], example_prompt: str, samples=None,
+                **extra) -> ConditionResult:
+        references = self.eval_data.labels
+        if self.classification:
+            scores = [float(p == r) for p, r in zip(predictions, references, strict=True)]
+        else:
+            scores = self._score_generated(predictions)
+        fields = {key: extra.pop(key) for key in ("trainable_params", "train_seconds") if key in extra}
+        return ConditionResult(condition, kind, spec, references, predictions, outputs, scores,
+                               self.eval_data.label_set if self.classification else None, seconds, prompt_tokens,
+                               example_prompt, samples=samples, extra=extra, **fields)
+
+    # -- conditions ------------------------------------------------------------------------------
+    def prompt(self, condition: str, template_text: str, kind: str = "prompt") -> ConditionResult:
+        """Zero-shot: the template alone (a template without {label} gets the label after one space)."""
+        template = ExampleTemplate(template_text)
+        rows = [self._row(row) for row in self.eval_data.rows]
+        if self.classification:
+            contexts = [template.query(row) for row in rows]
+            predictions, samples, seconds, tokens = self._classify(contexts, template)
+            return self._result(condition, kind, template_text, predictions, predictions, seconds, tokens,
+                                contexts[0] + template.continuation("<label>"), samples=samples)
+        prompts = [template.query(row) for row in rows]
+        run = self._generate(prompts, raw=False)
+        predictions = [_first_line(samples[0]) for samples in run.outputs]
+        return self._result(condition, kind, template_text, predictions, [s[0] for s in run.outputs], run.seconds,
+                            run.prompt_tokens, prompts[0],
+                            samples=[[_first_line(s) for s in row] for row in run.outputs] if self.samples > 1
+                            else None)
+
+    def cot(self, condition: str, template_text: str, answer_prefix: str = "\nSo the answer is") -> ConditionResult:
+        """Chain-of-thought: generate reasoning, then take the answer from it (regex, else label likelihood)."""
+        started = time.perf_counter()
+        template = ExampleTemplate(template_text)
+        prompts = [template.query(self._row(row)) for row in self.eval_data.rows]
+        run = self._generate(prompts, raw=False, max_new_tokens=self.max_new_tokens or 128)
+        draws = len(run.outputs[0])
+        flat = [(i, text) for i, samples in enumerate(run.outputs) for text in samples]
+        answers: list[str | None] = [self._extract(text) for _, text in flat]
+        missing = [j for j, answer in enumerate(answers) if answer is None]
+        if missing and self.classification:
+            rendered, _ = render_prompts(self.session.tokenizer, [prompts[flat[j][0]] for j in missing], None, False)
+            contexts = [r + flat[j][1] + answer_prefix for r, j in zip(rendered, missing, strict=True)]
+            fallback, _, _, _ = self._classify(contexts, ExampleTemplate("{x}"), add_special_tokens=False)
+            for j, label in zip(missing, fallback, strict=True):
+                answers[j] = label
+        answers = [a if a is not None else _first_line(text) for a, (_, text) in zip(answers, flat, strict=True)]
+        samples = [answers[i * draws:(i + 1) * draws] for i in range(len(prompts))]
+        return self._result(condition, "cot", template_text, [row[0] for row in samples],
+                            [row[0] for row in run.outputs], time.perf_counter() - started, run.prompt_tokens,
+                            prompts[0], samples=samples if self.samples > 1 else None,
+                            extracted_by_regex=len(flat) - len(missing))
+
+    def _extract(self, reasoning: str) -> str | None:
+        if self.answer_regex:
+            matches = re.findall(self.answer_regex, reasoning, flags=re.IGNORECASE)
+            if matches:
+                found = matches[-1] if isinstance(matches[-1], str) else matches[-1][0]
+                return self._as_label(found.strip())
+            return None
+        if self.classification:
+            words = "|".join(re.escape(label) for label in sorted(self.eval_data.label_set, key=len, reverse=True))
+            matches = re.findall(rf"\b({words})\b", reasoning, flags=re.IGNORECASE)
+            return self._as_label(matches[-1]) if matches else None
+        return None
+
+    def _as_label(self, text: str) -> str | None:
+        if not self.classification:
+            return text
+        lowered = {label.lower(): label for label in self.eval_data.label_set}
+        return lowered.get(text.lower())
+
+    def fewshot(self, condition: str, config: FewShotConfig, k: int | None = None) -> ConditionResult:
+        """k demonstrations from the config's training pool; with orders > 1, the mean over orders."""
+        k = config.k if k is None else k
+        started = time.perf_counter()
+        overlap, train_overlap = overlapping(config.train, self.eval_data)
+        pool = [i for i in range(len(config.train)) if config.allow_overlap or i not in train_overlap]
+
+        def embed(texts: list[str]) -> np.ndarray:
+            return mean_pooled_embeddings(self.session.model, self.session.tokenizer, texts, self.batch_size)
+
+        demos = select_demos(config, self.eval_data, pool, k, embed=embed)
+        runs = []
+        for order in range(config.orders):
+            ordered = demos if order == 0 else reorder(demos, config.seed + order)
+            runs.append(self._fewshot_once(config, ordered))
+        predictions, samples, _, tokens, prompt = runs[0]
+        result = self._result(condition, "fewshot", f"{config.name} (k={k}, {config.select})", predictions,
+                              predictions, time.perf_counter() - started, tokens, prompt, samples=samples,
+                              overlap=len(overlap), k=k)
+        if config.orders > 1:
+            per_order = [self._result(condition, "fewshot", "", run[0], run[0], 0, [], "") for run in runs]
+            result.order_accuracies = [r.accuracy for r in per_order]
+            result.samples = [list(column) for column in zip(*(run[0] for run in runs), strict=True)]
+            result.seconds /= config.orders  # latency of one pass, comparable with other conditions
+        return result
+
+    def _fewshot_once(self, config: FewShotConfig, demos: list[list[int]]):
+        template = config.template
+        train = config.train
+        contexts = []
+        for row, chosen in zip(self.eval_data.rows, demos, strict=True):
+            shots = [template.demo(self._row(train.rows[i]), train.labels[i]) for i in chosen]
+            contexts.append(assemble(template.instructions, shots, template.query(self._row(row))))
+        if self.classification:
+            predictions, samples, seconds, tokens = self._classify(contexts, template)
+            return predictions, samples, seconds, tokens, contexts[0] + template.continuation("<label>")
+        run = self._generate(contexts, raw=True)
+        predictions = [_first_line(samples[0]) for samples in run.outputs]
+        return predictions, None, run.seconds, run.prompt_tokens, contexts[0]
+
+
+    def adapter(self, condition: str, adapter: Adapter, kind: str = "adapter") -> ConditionResult:
+        """Score the active model on exactly the text format ``adapter`` was trained on."""
+        if adapter.template is None:
+            raise FtpeError(f"Adapter {adapter.name!r} has no template (a plain peft folder): compare it with "
+                            "'base TEMPLATE'-style conditions or retrain it with %%finetune.")
+        tokenizer = self.session.tokenizer
+        pairs = [formatted_pair(tokenizer, adapter.template, self._row(row), None, adapter.chat)
+                 for row in self.eval_data.rows]
+        contexts = [context for context, _, _ in pairs]
+        add_special = pairs[0][2]
+        example = self.eval_data.rows[0]
+        spec = adapter.name if kind == "adapter" else f"base model, {adapter.name}'s format"
+        extra = {"trainable_params": adapter.trainable_params, "train_seconds": adapter.train_seconds} \
+            if kind == "adapter" else {}
+        if self.classification:
+            continuations = [formatted_pair(tokenizer, adapter.template, example, label, adapter.chat)[1]
+                             for label in self.eval_data.label_set]
+            predictions, samples, seconds, tokens = self._classify(contexts, None, add_special, continuations)
+            return self._result(condition, kind, spec, predictions, predictions, seconds, tokens,
+                                contexts[0] + continuations[0].replace(self.eval_data.label_set[0], "<label>"),
+                                samples=samples, **extra)
+        run = self._generate(contexts, raw=True)
+        predictions = [_first_line(samples[0]) for samples in run.outputs]
+        return self._result(condition, kind, spec, predictions, [s[0] for s in run.outputs], run.seconds,
+                            run.prompt_tokens, contexts[0], **extra)
+
+
+def _first_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

@@ -1,0 +1,84 @@
+"""Example templates: where the label goes, and few-shot prompt assembly.
+
+``Review: {text}\nSentiment: {label}`` is both a demonstration (label filled) and a query (cut
+at ``{label}``; the label is then scored as the continuation ``" positive"``), so prompting and
+fine-tuning see exactly the same text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import FtpeError
+from .templating import fill, template_fields
+
+LABEL_FIELD = "label"
+
+
+@dataclass(frozen=True)
+class ExampleTemplate:
+    """A one-example template split into the part before the label and the text joining them."""
+
+    template: str
+    instructions: str = ""
+
+    @classmethod
+    def from_body(cls, body: str) -> ExampleTemplate:
+        """Cell body: the last paragraph holding a field is the example; anything above is instructions."""
+        body = body.strip("\n")
+        paragraphs = body.split("\n\n")
+        for index in range(len(paragraphs) - 1, -1, -1):
+            if template_fields(paragraphs[index]):
+                return cls("\n\n".join(paragraphs[index:]), "\n\n".join(paragraphs[:index]).strip())
+        raise FtpeError("The template has no {field}: write one example, e.g. Review: {text}\\nSentiment: {label}")
+
+    @property
+    def has_label(self) -> bool:
+        return LABEL_FIELD in template_fields(self.template)
+
+    def split(self) -> tuple[str, str]:
+        """(context template, separator before the label); the label must end the template."""
+        marker = "{" + LABEL_FIELD + "}"
+        if not self.has_label:
+            return self.template, " "
+        before, _, after = self.template.rpartition(marker)
+        if after.strip():
+            raise FtpeError("{label} must be the last thing in the template (it is scored where it stands); "
+                            f"move {after.strip()!r} before it.")
+        context = before.rstrip(" ")
+        return context, before[len(context):]
+
+    def demo(self, row: Mapping[str, Any], label: str) -> str:
+        if not self.has_label:
+            return f"{fill(self.template, row)} {label}"
+        return fill(self.template, {**row, LABEL_FIELD: label})
+
+    def query(self, row: Mapping[str, Any]) -> str:
+        context, _ = self.split()
+        return fill(context, row)
+
+    def continuation(self, label: str) -> str:
+        _, separator = self.split()
+        return f"{separator}{label}"
+
+
+def assemble(instructions: str, demos: list[str], query: str) -> str:
+    return "\n\n".join(part for part in [instructions, *demos, query] if part)
+
+
+def formatted_pair(tokenizer, template: ExampleTemplate, row: Mapping[str, Any], label: str | None,
+                   chat: bool) -> tuple[str, str, bool]:
+    """(context, answer, add_special_tokens) as fine-tuning trains and scores them.
+
+    Raw: the template's own text, the label where ``{label}`` stands. Chat: the query as the user
+    turn through the tokenizer's chat template, the bare label as the assistant's answer.
+    """
+    query = assemble(template.instructions, [], template.query(row))
+    if not chat:
+        return query, template.continuation(label) if label is not None else "", True
+    from .generation import render_prompts
+
+    rendered, _ = render_prompts(tokenizer, [query], None, raw=False)
+    return rendered[0], label or "", False
