@@ -58,13 +58,8 @@ def _run_base(session, evaluator: Evaluator, spec: ConditionSpec) -> ConditionRe
 
 
 def _run_fewshot(session, evaluator: Evaluator, spec: ConditionSpec) -> ConditionResult:
-    name = spec.spec.strip()
-    if name not in session.fewshot_configs:
-        known = list(session.fewshot_configs)
-        raise FtpeError(f"No few-shot configuration named {name!r}.{did_you_mean(name, known)} "
-                        "Run %%fewshot --name NAME first" + (f" (known: {', '.join(known)})." if known else "."))
     with session.using("base"):
-        return evaluator.fewshot(spec.label, session.fewshot_configs[name])
+        return evaluator.fewshot(spec.label, session.fewshot_configs[spec.spec.strip()])
 
 
 RUNNERS: dict[str, Callable[..., ConditionResult]] = {"prompt": _run_prompt, "cot": _run_cot,
@@ -96,5 +91,18 @@ def parse_conditions(body: str) -> list[ConditionSpec]:
     return specs
 
 
+def check_references(session, specs: list[ConditionSpec]) -> None:
+    """Fail on a missing few-shot configuration or adapter before any condition runs (no work is thrown away)."""
+    for spec in specs:
+        name = spec.spec.strip()
+        if spec.kind == "fewshot" and name not in session.fewshot_configs:
+            known = list(session.fewshot_configs)
+            raise FtpeError(f"{spec.label}: no few-shot configuration named {name!r}.{did_you_mean(name, known)} "
+                            "Run %%fewshot --name NAME first" + (f" (known: {', '.join(known)})." if known else "."))
+        if spec.kind == "adapter":
+            session.adapter(name)
+
+
 def run_conditions(session, evaluator: Evaluator, specs: list[ConditionSpec]) -> list[ConditionResult]:
+    check_references(session, specs)
     return [RUNNERS[spec.kind](session, evaluator, spec) for spec in specs]

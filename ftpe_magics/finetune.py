@@ -334,6 +334,9 @@ def train_adapter(session, name: str, template: ExampleTemplate, train: Examples
             raise FtpeError(f"CUDA out of memory while training with --batch-size {options.batch_size}. Retry with "
                             f"--batch-size {max(1, options.batch_size // 2)} --grad-accum {options.grad_accum * 2}, "
                             "a shorter --max-len, or --method lora; the model is still loaded.") from None
+        except BaseException:
+            detach(model, session.base_model)  # never leave adapter layers inside the base model
+            raise
         seconds = time.perf_counter() - started
     interrupted = interrupted or stop_flag.is_set()
     if supervisor.best_state is not None and not interrupted:

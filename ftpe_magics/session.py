@@ -71,6 +71,9 @@ class Session:
         location = folder_for(source, self.config.cache_dir)
         if source.kind == "hub":
             self._check_reachable(location, trust_remote_code)  # before the current model is freed
+        if self.adapters:
+            self.log(f"Dropped {len(self.adapters)} adapter(s) trained on {self.source.label}: they belong to "
+                     "that model (%ftpe save keeps one before loading another).")
         self.unload(quiet=True)
         self.model, self.tokenizer = load_pretrained(location, source, target_device, torch_dtype, trust_remote_code)
         self.base_model = self.model

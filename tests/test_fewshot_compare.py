@@ -128,7 +128,7 @@ def test_magics_fewshot_and_compare(shell, capsys):
                         "fs: fewshot fsm")
     assert ok.success and list(shell.user_ns["cmp"].to_pandas()["condition"]) == ["zero", "fs"]
     bad = shell.run_cell("%%compare --eval held_out\nfs: fewshot nosuch")
-    assert isinstance(bad.error_in_exec, UsageError) and "No few-shot configuration named 'nosuch'" in str(
+    assert isinstance(bad.error_in_exec, UsageError) and "no few-shot configuration named 'nosuch'" in str(
         bad.error_in_exec)
     missing = shell.run_cell("%%compare --eval held_out --input-col review\nzero: prompt {review}")
     assert "no column 'review'" in str(missing.error_in_exec)
@@ -143,3 +143,13 @@ def test_fewshot_generation_task_has_free_text_references(tiny_session):
     condition = result.conditions[0]
     assert condition.label_set is None and condition.n == 2
     assert sum(f"City: {city}" in condition.example_prompt for city in ("Oslo", "Rome", "Lima", "Kyiv")) == 2
+
+
+def test_compare_checks_every_reference_before_running_anything(tiny_session, monkeypatch):
+    ran = []
+    monkeypatch.setattr("ftpe_magics.evaluation.Evaluator.prompt", lambda self, *a, **k: ran.append(a))
+    with pytest.raises(FtpeError, match="no few-shot configuration named 'missing'"):
+        tiny_session.compare("zero: prompt Review: {text}\\nSentiment:\nfs: fewshot missing", EVAL)
+    with pytest.raises(FtpeError, match="No adapter named 'gone'"):
+        tiny_session.compare("zero: prompt Review: {text}\\nSentiment:\nft: adapter gone", EVAL)
+    assert ran == []

@@ -135,3 +135,17 @@ def test_finetune_and_adapter_magics_with_compare(shell, tmp_path, capsys):
     assert "mag2" not in session.adapters
     bad = shell.run_cell("%ftpe use nosuch")
     assert isinstance(bad.error_in_exec, UsageError) and "No adapter named 'nosuch'" in str(bad.error_in_exec)
+
+
+def test_a_failure_inside_training_leaves_the_base_model_clean(tiny_session, monkeypatch):
+    before = base_logits(tiny_session)
+
+    def broken_train(self, *args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("transformers.Trainer.train", broken_train)
+    with pytest.raises(RuntimeError, match="disk full"):
+        tiny_session.finetune(TEMPLATE, ROWS, "broken", method="lora", **FAST)
+    assert "broken" not in tiny_session.adapters
+    assert not any("lora" in name for name, _ in tiny_session.base_model.named_modules())
+    torch.testing.assert_close(base_logits(tiny_session), before)
