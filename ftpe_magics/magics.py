@@ -40,6 +40,15 @@ def data_arguments(func: Callable) -> Callable:
     return func
 
 
+def parse(magic: Callable, line: str):
+    """``parse_argstring`` keeps the quotes around a quoted value (it splits like Windows' shell); strip them."""
+    args = parse_argstring(magic, line)
+    for key, value in vars(args).items():
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            setattr(args, key, value[1:-1])
+    return args
+
+
 def user_errors(method: Callable) -> Callable:
     """Show an :class:`FtpeError` as IPython's one-line UsageError instead of a traceback."""
 
@@ -93,7 +102,7 @@ class FtpeMagics(Magics):
     @user_errors
     def ftpe(self, line: str) -> None:
         """Manage the shared model session: load, status, unload, history."""
-        args = parse_argstring(self.ftpe, line)
+        args = parse(self.ftpe, line)
         session = self.session
         if args.action == "load":
             session.load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
@@ -154,7 +163,7 @@ class FtpeMagics(Magics):
         ``{name}`` is replaced by the variable's value; ``{{`` and ``}}`` are literal braces; other
         braces (JSON, code) are left as they are. Templates never evaluate code.
         """
-        args = parse_argstring(self.prompt, line)
+        args = parse(self.prompt, line)
         template = cell.strip("\n")
         over = self._variable(args.over, "--over") if args.over else None
         result = self.session.prompt(
@@ -193,7 +202,7 @@ class FtpeMagics(Magics):
         preceded by instructions (paragraphs above the last one). The label is scored where
         ``{label}`` stands.
         """
-        args = parse_argstring(self.fewshot, line)
+        args = parse(self.fewshot, line)
         sweep = [int(k) for k in args.sweep_k.split(",")] if args.sweep_k else None
         result = self.session.fewshot(
             cell, self._variable(args.train, "--train", path_ok=True), self._variable(args.eval, "--eval", True),
@@ -223,7 +232,7 @@ class FtpeMagics(Magics):
         One condition per line, ``LABEL: KIND SPEC``; kinds: ``prompt TEMPLATE``, ``cot TEMPLATE``,
         ``fewshot NAME``. ``\n`` in a template is a newline.
         """
-        args = parse_argstring(self.compare, line)
+        args = parse(self.compare, line)
         result = self.session.compare(cell, self._variable(args.eval, "--eval", path_ok=True), samples=args.samples,
                                       metric=args.metric, answer_regex=args.answer_regex, seed=args.seed,
                                       **self._data_options(args))
@@ -273,7 +282,7 @@ class FtpeMagics(Magics):
         The result is a named adapter: ``%ftpe use NAME`` activates it, ``adapter NAME`` adds it to
         %%compare. The kernel's stop button ends training at the next step and keeps the adapter.
         """
-        args = parse_argstring(self.finetune, line)
+        args = parse(self.finetune, line)
         adapter = self.session.finetune(
             cell, self._variable(args.train, "--train", path_ok=True), args.name,
             eval=self._variable(args.eval, "--eval", path_ok=True) if args.eval else None, val_split=args.val_split,

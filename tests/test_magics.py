@@ -84,3 +84,11 @@ def test_status_history_unload(shell, capsys):
     assert not get_session().loaded
     bad = run(shell, "%ftpe load ./no/such/dir")
     assert isinstance(bad.error_in_exec, UsageError) and "No model folder" in str(bad.error_in_exec)
+
+
+def test_quoted_option_values_reach_the_model_without_quotes(shell):
+    ok = shell.run_cell('%%prompt --out r --max-new-tokens 2 --system "Be brief, be kind."\nhi')
+    assert ok.success
+    assert shell.user_ns["r"].settings.system == "Be brief, be kind."
+    ok = shell.run_cell("%%prompt --out r --max-new-tokens 2 --system 'single quotes'\nhi")
+    assert shell.user_ns["r"].settings.system == "single quotes"
