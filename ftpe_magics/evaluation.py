@@ -221,8 +221,14 @@ class Evaluator:
         overlap, train_overlap = overlapping(config.train, self.eval_data)
         pool = [i for i in range(len(config.train)) if config.allow_overlap or i not in train_overlap]
 
+        cache = config.embedding_cache.setdefault(id(self.session.model), {})
+
         def embed(texts: list[str]) -> np.ndarray:
-            return mean_pooled_embeddings(self.session.model, self.session.tokenizer, texts, self.batch_size)
+            missing = [text for text in dict.fromkeys(texts) if text not in cache]
+            if missing:
+                vectors = mean_pooled_embeddings(self.session.model, self.session.tokenizer, missing, self.batch_size)
+                cache.update(zip(missing, vectors, strict=True))
+            return np.stack([cache[text] for text in texts])
 
         demos = select_demos(config, self.eval_data, pool, k, embed=embed)
         runs = []

@@ -31,7 +31,8 @@ class FewShotConfig:
     seed: int = 0
     orders: int = 1
     allow_overlap: bool = False
-    results: dict = field(default_factory=dict)
+    # text -> embedding, per model: ``similar`` embeds the pool once, not at every run of the configuration
+    embedding_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.select not in SELECTIONS:

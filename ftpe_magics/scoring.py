@@ -200,8 +200,11 @@ def mean_pooled_embeddings(model, tokenizer, texts: list[str], batch_size: int =
     vectors = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True).to(model.device)
-        # logits_to_keep=1: the vocabulary projection is not needed for embeddings
-        hidden = model(**batch, output_hidden_states=True, logits_to_keep=1).hidden_states[-1].float()
+        # positions from the mask: with absolute position embeddings a left-padded text would otherwise be
+        # shifted (rotary models are unaffected); logits_to_keep=1: no vocabulary projection is needed
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        hidden = model(**batch, position_ids=positions, output_hidden_states=True,
+                       logits_to_keep=1).hidden_states[-1].float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         vectors.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())

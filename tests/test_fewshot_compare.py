@@ -153,3 +153,17 @@ def test_compare_checks_every_reference_before_running_anything(tiny_session, mo
     with pytest.raises(FtpeError, match="No adapter named 'gone'"):
         tiny_session.compare("zero: prompt Review: {text}\\nSentiment:\nft: adapter gone", EVAL)
     assert ran == []
+
+
+def test_similar_selection_embeds_the_pool_once(tiny_session, monkeypatch):
+    import ftpe_magics.evaluation as evaluation
+
+    embedded = []
+    real = evaluation.mean_pooled_embeddings
+    monkeypatch.setattr(evaluation, "mean_pooled_embeddings",
+                        lambda model, tok, texts, batch: embedded.append(len(texts)) or real(model, tok, texts, batch))
+    tiny_session.fewshot("Review: {text}\nSentiment: {label}", TRAIN, EVAL, k=2, select="similar", name="sim2")
+    first = sum(embedded)
+    assert first == len(set(TRAIN["text"]) | set(EVAL["text"]))
+    tiny_session.compare("s: fewshot sim2", EVAL)
+    assert sum(embedded) == first, "a second run of the configuration re-embedded texts"

@@ -57,3 +57,4 @@ def test_length_normalisation(tiny_session):
     per_token = scored.normalised(["positive", "1"], "tokens")
     np.testing.assert_allclose(per_token, scored.logprobs / np.array(scored.label_token_counts))
     assert scored.normalised(["positive", "1"], "chars")[0, 0] == pytest.approx(scored.logprobs[0, 0] / 8)
+
