@@ -30,6 +30,7 @@ def test_missing_local_folder_is_a_short_error(tiny_session):
 
 def test_unreachable_hub_id_keeps_the_current_model(tiny_session, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read at import time: patch it too
     with pytest.raises(FtpeError) as info:
         tiny_session.load("some-org/no-such-model")
     assert "hub is unreachable" in str(info.value) and "local folder" in str(info.value)
