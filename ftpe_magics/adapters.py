@@ -23,7 +23,6 @@ import torch
 from .errors import FtpeError
 from .prompts import ExampleTemplate
 
-PEFT_METHODS = ("lora", "prompt-tuning", "ia3")
 COPY_METHODS = ("full", "unfreeze")
 METHODS = ("lora", "full", "prompt-tuning", "ia3", "unfreeze")
 _META = "ftpe_adapter.json"

@@ -100,6 +100,12 @@ def load_examples(source: Any, input_col: str = "text", label_col: str = "label"
     return Examples(rows, input_col, label_col, words, label_set)
 
 
+def share_label_set(first: Examples, second: Examples, labels: str | list | None) -> None:
+    """Give both sets one label set (the union, unless the user named it), so a label seen in only one counts."""
+    if not labels:
+        first.label_set = second.label_set = sorted(set(first.label_set) | set(second.label_set), key=_natural_key)
+
+
 def _natural_key(text: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 

@@ -21,7 +21,7 @@ from .errors import FtpeError
 from .fewshot import FewShotConfig, overlapping, reorder, select_demos
 from .generation import generate_texts, render_prompts
 from .metrics import Metric, apply_metric
-from .prompts import ExampleTemplate, assemble, formatted_pair
+from .prompts import ExampleTemplate, assemble, scoring_inputs
 from .scoring import label_logprobs, mean_pooled_embeddings
 from .stats import bootstrap_interval, macro_f1, modal_agreement
 
@@ -266,18 +266,13 @@ class Evaluator:
         if adapter.template is None:
             raise FtpeError(f"Adapter {adapter.name!r} has no template (a plain peft folder): compare it with "
                             "'base TEMPLATE'-style conditions or retrain it with %%finetune.")
-        tokenizer = self.session.tokenizer
-        pairs = [formatted_pair(tokenizer, adapter.template, self._row(row), None, adapter.chat)
-                 for row in self.eval_data.rows]
-        contexts = [context for context, _, _ in pairs]
-        add_special = pairs[0][2]
-        example = self.eval_data.rows[0]
+        contexts, continuations, add_special = scoring_inputs(
+            self.session.tokenizer, adapter.template, [self._row(row) for row in self.eval_data.rows],
+            self.eval_data.label_set, adapter.chat)
         spec = adapter.name if kind == "adapter" else f"base model, {adapter.name}'s format"
         extra = {"trainable_params": adapter.trainable_params, "train_seconds": adapter.train_seconds} \
             if kind == "adapter" else {}
         if self.classification:
-            continuations = [formatted_pair(tokenizer, adapter.template, example, label, adapter.chat)[1]
-                             for label in self.eval_data.label_set]
             predictions, samples, seconds, tokens = self._classify(contexts, None, add_special, continuations)
             return self._result(condition, kind, spec, predictions, predictions, seconds, tokens,
                                 contexts[0] + continuations[0].replace(self.eval_data.label_set[0], "<label>"),

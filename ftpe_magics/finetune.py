@@ -24,7 +24,7 @@ from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, Train
 from .adapters import COPY_METHODS, METHODS, Adapter, detach, peft_state
 from .data import Examples
 from .errors import FtpeError
-from .prompts import ExampleTemplate, formatted_pair
+from .prompts import ExampleTemplate, formatted_pair, scoring_inputs
 from .scoring import label_logprobs
 
 DEFAULT_LR = {"lora": 1e-3, "full": 3e-5, "prompt-tuning": 3e-2, "ia3": 3e-3, "unfreeze": 5e-5}
@@ -180,7 +180,6 @@ class _Supervisor(TrainerCallback):
         self.best_state = None
         self.bad_evals = 0
         self.finished_steps = 0
-        self.trainer = None
 
     def on_step_end(self, args, state, control, **kwargs):
         self.finished_steps = state.global_step
@@ -372,13 +371,11 @@ def _restore(model, state: dict[str, torch.Tensor], method: str) -> None:
 def _accuracy_metric(session, template: ExampleTemplate, val: Examples, chat: bool):
     """Validation accuracy by label likelihood, on the same text format as training."""
     tokenizer = session.tokenizer
-    pairs = [formatted_pair(tokenizer, template, row, None, chat) for row in val.rows]
-    contexts = [context for context, _, _ in pairs]
-    continuations = [formatted_pair(tokenizer, template, val.rows[0], label, chat)[1] for label in val.label_set]
+    contexts, continuations, add_special = scoring_inputs(tokenizer, template, val.rows, val.label_set, chat)
 
     def accuracy(model: Any) -> float:
         scored = label_logprobs(model, tokenizer, contexts, continuations, session.config.batch_size,
-                                add_special_tokens=pairs[0][2])
+                                add_special_tokens=add_special)
         predictions = [val.label_set[i] for i in scored.logprobs.argmax(axis=1)]
         return sum(p == r for p, r in zip(predictions, val.labels, strict=True)) / len(val)
 

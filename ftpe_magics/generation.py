@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
@@ -59,7 +59,6 @@ class GenerationRun:
     seconds: float
     settings: GenerationSettings
     interrupted: bool = False
-    completed: int = field(default=0)
 
 
 def render_prompts(tokenizer, prompts: list[str], system: str | None, raw: bool) -> tuple[list[str], bool]:
@@ -122,7 +121,6 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
         stream and len(prompts) == 1 and draws == 1) else None
     start = time.perf_counter()
     interrupted = False
-    completed = 0
     device = model.device
     for batch in length_sorted_batches(lengths, settings.batch_size):
         padded = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
@@ -149,11 +147,10 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
         for row, index in enumerate(batch):
             samples = decoded[row * draws:(row + 1) * draws]
             outputs[index] = samples * settings.samples if draws == 1 else samples
-        completed += len(batch)
         if interrupted:
             break
     for index, samples in enumerate(outputs):
         if not samples:
             outputs[index] = [""] * settings.samples
     return GenerationRun(outputs=outputs, prompt_tokens=lengths, seconds=time.perf_counter() - start,
-                         settings=settings, interrupted=interrupted, completed=completed)
+                         settings=settings, interrupted=interrupted)

@@ -1,20 +1,26 @@
-"""Static matplotlib figures as inline PNG data URIs: they survive a saved notebook with no kernel."""
+"""Static matplotlib figures as inline PNG data URIs: they survive a saved notebook with no kernel.
+
+Figures are built with matplotlib's object API (``Figure``), not pyplot, so drawing here never
+touches the user's backend or their current figure.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
-def png_bytes(fig) -> bytes:
+def new_figure(columns: int = 1, figsize: tuple[float, float] = (4.5, 3)):
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(1, columns)
+    return fig, axes
+
+
+def png_bytes(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -23,7 +29,7 @@ def img_tag(png: bytes, alt: str) -> str:
 
 
 def accuracy_bars(names: list[str], accuracy: list[float], low: list[float], high: list[float]) -> bytes:
-    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(names) + 1), 3))
+    fig, ax = new_figure(figsize=(max(4, 1.1 * len(names) + 1), 3))
     below = [a - lo for a, lo in zip(accuracy, low, strict=True)]
     above = [hi - a for a, hi in zip(accuracy, high, strict=True)]
     errors = [below, above]
@@ -36,7 +42,7 @@ def accuracy_bars(names: list[str], accuracy: list[float], low: list[float], hig
 
 
 def accuracy_vs_k(ks: list[int], accuracy: list[float], low: list[float], high: list[float], title: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    fig, ax = new_figure()
     ax.plot(ks, accuracy, marker="o")
     ax.fill_between(ks, low, high, alpha=0.2)
     ax.set_xlabel("k (examples in the prompt)")

@@ -82,3 +82,11 @@ def formatted_pair(tokenizer, template: ExampleTemplate, row: Mapping[str, Any],
 
     rendered, _ = render_prompts(tokenizer, [query], None, raw=False)
     return rendered[0], label or "", False
+
+
+def scoring_inputs(tokenizer, template: ExampleTemplate, rows: list[Mapping[str, Any]], labels: list[str],
+                   chat: bool) -> tuple[list[str], list[str], bool]:
+    """(contexts, one continuation per label, add_special_tokens) to score ``rows`` in a fine-tuning format."""
+    pairs = [formatted_pair(tokenizer, template, row, None, chat) for row in rows]
+    continuations = [formatted_pair(tokenizer, template, rows[0], label, chat)[1] for label in labels]
+    return [context for context, _, _ in pairs], continuations, pairs[0][2]

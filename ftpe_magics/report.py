@@ -33,9 +33,6 @@ class CompareResult:
         if not self.conditions:
             raise ValueError("a comparison needs at least one condition")
 
-    def condition(self, name: str) -> ConditionResult:
-        return next(c for c in self.conditions if c.condition == name)
-
     @property
     def best(self) -> ConditionResult:
         return max(self.conditions, key=lambda c: c.accuracy)

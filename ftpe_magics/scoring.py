@@ -40,11 +40,6 @@ class LabelScores:
         return self.logprobs
 
 
-def split_label_continuations(labels: list[str]) -> list[str]:
-    """Label words as continuations: one leading space, as they follow ``Sentiment:`` in running text."""
-    return [" " + label.strip() for label in labels]
-
-
 def common_prefix_length(sequences: list[list[int]]) -> int:
     first = sequences[0]
     length = min(len(seq) for seq in sequences)

@@ -18,7 +18,7 @@ import torch
 from .adapters import Adapter, attach, detach, load_adapter, save_adapter
 from .compare import parse_conditions, run_conditions
 from .config import Ftpe
-from .data import Examples, load_examples
+from .data import Examples, load_examples, share_label_set
 from .errors import FtpeError, did_you_mean
 from .evaluation import Evaluator
 from .fewshot import FewShotConfig
@@ -242,9 +242,7 @@ class Session:
         template = ExampleTemplate.from_body(body)
         eval_data = self.examples(eval, "--eval", input_col, label_col, labels, label_names, limit)
         train_data = self.examples(train, "--train", input_col, label_col, labels, label_names)
-        if not labels:  # one label set for both, so a label seen only in training can still be predicted
-            union = sorted(set(eval_data.label_set) | set(train_data.label_set))
-            eval_data.label_set = train_data.label_set = union
+        share_label_set(eval_data, train_data, labels)
         config = FewShotConfig(name or f"fewshot-k{k}", template, train_data, k=k, select=select, seed=seed,
                                orders=orders, allow_overlap=allow_overlap)
         evaluator = self.evaluator(eval_data, namespace, metric=metric, seed=seed, **options)
@@ -288,9 +286,7 @@ class Session:
         val_data = None
         if eval is not None:
             val_data = self.examples(eval, "--eval", input_col, label_col, labels, label_names)
-            union = labels or sorted(set(train_data.label_set) | set(val_data.label_set))
-            train_data.label_set = val_data.label_set = list(union) if not isinstance(union, str) else \
-                train_data.label_set
+            share_label_set(train_data, val_data, labels)
         elif val_split:
             train_data, val_data = split_validation(train_data, val_split, finetune_options.seed)
         view = TrainingView(references=self.prompting_scores, live=live)

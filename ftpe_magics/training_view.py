@@ -15,7 +15,7 @@ import torch
 from transformers import TrainerCallback
 
 from .memory import human_bytes
-from .plots import img_tag, plt, png_bytes
+from .plots import img_tag, new_figure, png_bytes
 
 
 class TrainingView:
@@ -32,7 +32,6 @@ class TrainingView:
         self.title = ""
         self._handle = None
         self._last_refresh = 0.0
-        self.final_png: bytes | None = None
 
     # -- data ---------------------------------------------------------------------------------------
     def start(self, total_steps: int, collator=None, method: str = "", trainable: int = 0) -> None:
@@ -78,7 +77,7 @@ class TrainingView:
         return f"<div class='ftpe-training'><b>{html.escape(self.title)}</b> {bar}{line}</div>"
 
     def curves_png(self) -> bytes:
-        fig, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(11, 2.8))
+        fig, (loss_ax, acc_ax, lr_ax) = new_figure(3, figsize=(11, 2.8))
         for key, label in (("loss", "train loss"), ("eval_loss", "validation loss")):
             steps, values = self.series(key)
             if steps:
@@ -115,11 +114,10 @@ class TrainingView:
 
     def finish(self, adapter) -> str:
         """The final static output: curves as PNG and a summary row."""
-        self.final_png = self.curves_png()
         summary = adapter.summary()
         row = "".join(f"<td>{html.escape(str(value))}</td>" for value in summary.values())
         head = "".join(f"<th>{html.escape(key)}</th>" for key in summary)
-        final = (self.progress_html() + img_tag(self.final_png, "training curves")
+        final = (self.progress_html() + img_tag(self.curves_png(), "training curves")
                  + f"<table class='ftpe-finetune-summary'><tr>{head}</tr><tr>{row}</tr></table>")
         if self.live and self._handle is not None:
             from IPython.display import HTML
