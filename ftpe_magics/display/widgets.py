@@ -8,19 +8,9 @@ GitHub) shows the HTML.
 
 from __future__ import annotations
 
-import html
-
 from IPython.display import display
 
-
-def static_sections(sections: dict[str, str], open_first: bool = True) -> str:
-    """All sections stacked as collapsible blocks, the static twin of a Tab widget."""
-    blocks = []
-    for index, (title, body) in enumerate(sections.items()):
-        state = " open" if open_first and index == 0 else ""
-        blocks.append(f"<details{state} class='ftpe-section'><summary><b>{html.escape(title)}</b></summary>"
-                      f"{body}</details>")
-    return "<div class='ftpe-sections'>" + "".join(blocks) + "</div>"
+from .html import static_sections
 
 
 def display_tabs(sections: dict[str, str], text: str) -> None:

@@ -1,18 +1,60 @@
-"""Example templates: where the label goes, and few-shot prompt assembly.
+r"""Templates: ``{name}`` filled from a namespace, and one-example templates for few-shot and fine-tuning.
 
-``Review: {text}\nSentiment: {label}`` is both a demonstration (label filled) and a query (cut
-at ``{label}``; the label is then scored as the continuation ``" positive"``), so prompting and
+Only a brace pair around a plain identifier is a field, so JSON, code and set literals in a prompt
+(``{"a": 1}``, ``{x + 1}``) pass through untouched; ``{{`` and ``}}`` always stand for one literal
+brace, as in ``str.format``. Values are inserted with ``str()``: a template cannot call, index or
+look up attributes, which keeps a shared notebook's prompts safe to run.
+
+``Review: {text}\nSentiment: {label}`` is both a demonstration (label filled) and a query (cut at
+``{label}``; the label is then scored as the continuation ``" positive"``), so prompting and
 fine-tuning see exactly the same text.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FtpeError
-from .templating import fill, template_fields
+from .errors import FtpeError, did_you_mean
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def template_fields(template: str) -> list[str]:
+    """Field names in order of first appearance (``{{x}}`` is a literal, not a field)."""
+    seen: dict[str, None] = {}
+    for match in _TOKEN.finditer(template):
+        if match.group(1):
+            seen.setdefault(match.group(1), None)
+    return list(seen)
+
+
+def fill(template: str, values: Mapping[str, Any], *, skip: frozenset[str] = frozenset()) -> str:
+    """Fill every field from ``values``; fields in ``skip`` are kept as ``{name}`` for a later pass."""
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        name = match.group(1)
+        if name in skip:
+            return token
+        if name not in values:
+            visible = [key for key in values if not key.startswith("_")]
+            raise FtpeError(f"Unknown template variable {{{name}}}.{did_you_mean(name, visible)}"
+                            f" Define {name} in the notebook, or write {{{{{name}}}}} for literal braces.")
+        return str(values[name])
+
+    return _TOKEN.sub(replace, template)
+
+
+def unescape_newlines(spec: str) -> str:
+    r"""One-line specs (``%%compare``) write a newline as ``\n``; ``\\n`` keeps a literal backslash-n."""
+    return re.sub(r"\\\\|\\n", lambda m: "\\" if m.group(0) == "\\\\" else "\n", spec)
 
 LABEL_FIELD = "label"
 
@@ -78,7 +120,7 @@ def formatted_pair(tokenizer, template: ExampleTemplate, row: Mapping[str, Any],
     query = assemble(template.instructions, [], template.query(row))
     if not chat:
         return query, template.continuation(label) if label is not None else "", True
-    from .generation import render_prompts
+    from .generation import render_prompts  # generation imports templates: import at call time
 
     rendered, _ = render_prompts(tokenizer, [query], None, raw=False)
     return rendered[0], label or "", False

@@ -14,17 +14,18 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import FtpeError
-from .prompts import ExampleTemplate
+from .errors import FtpeError, did_you_mean
+from .scoped import quiet_library_notices
+from .templates import ExampleTemplate
 
-COPY_METHODS = ("full", "unfreeze")
-METHODS = ("lora", "full", "prompt-tuning", "ia3", "unfreeze")
 _META = "ftpe_adapter.json"
 
 
@@ -67,12 +68,13 @@ def is_prompt_learning(model) -> bool:
 
 def attach(base_model, adapter: Adapter):
     """The model to use for ``adapter``: a fresh peft wrapper around the base, or the trained copy."""
-    if adapter.method in COPY_METHODS:
+    if adapter.model is not None:  # full fine-tuning and unfreezing keep a trained copy
         return adapter.model
     from peft import get_peft_model, set_peft_model_state_dict
 
-    wrapper = get_peft_model(base_model, copy.deepcopy(adapter.peft_config))
-    set_peft_model_state_dict(wrapper, adapter.state)
+    with quiet_library_notices():
+        wrapper = get_peft_model(base_model, copy.deepcopy(adapter.peft_config))
+        set_peft_model_state_dict(wrapper, adapter.state)
     wrapper.eval()
     return wrapper
 
@@ -82,7 +84,8 @@ def detach(model, base_model):
     from peft import PeftModel
 
     if isinstance(model, PeftModel) and not is_prompt_learning(model):
-        model.unload()
+        with quiet_library_notices():
+            model.unload()
     return base_model
 
 
@@ -98,7 +101,7 @@ def save_adapter(adapter: Adapter, path: str | os.PathLike) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        if adapter.method in COPY_METHODS:
+        if adapter.model is not None:
             adapter.model.save_pretrained(staging)
         else:
             from safetensors.torch import save_file
@@ -146,3 +149,82 @@ def load_adapter(path: str | os.PathLike, name: str, device: str) -> Adapter:
         model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True).to(device).eval()
         return Adapter(method=meta.get("method", "full"), model=model, **common)
     raise FtpeError(f"{folder} holds neither a peft adapter (adapter_config.json) nor a model (config.json).")
+
+
+class AdapterRegistry(Mapping):
+    """The named adapters of one loaded base model, and which one is active.
+
+    ``model`` is what every call should run: the base as loaded, or the active adapter attached to
+    it. Switching detaches the previous wrapper first, so at most one adapter is ever in the base.
+    """
+
+    def __init__(self, base: Any) -> None:
+        self.base = base  # the LoadedModel whose .model the adapters attach to
+        self._adapters: dict[str, Adapter] = {}
+        self.active: str | None = None
+        self._active_model = None
+
+    def __getitem__(self, name: str) -> Adapter:
+        return self._adapters[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._adapters)
+
+    def __len__(self) -> int:
+        return len(self._adapters)
+
+    @property
+    def model(self):
+        return self._active_model if self.active is not None else self.base.model
+
+    def require(self, name: str) -> Adapter:
+        """The adapter ``name``, or a one-line error naming the adapters there are."""
+        if name not in self._adapters:
+            known = list(self._adapters)
+            raise FtpeError(f"No adapter named {name!r}.{did_you_mean(name, known)} "
+                            + (f"Adapters: {', '.join(known)}." if known else "Train one with %%finetune --name NAME."))
+        return self._adapters[name]
+
+    def newest(self) -> Adapter | None:
+        return list(self._adapters.values())[-1] if self._adapters else None
+
+    def use(self, name: str) -> None:
+        """Make adapter ``name`` (or ``base``) the model of every later call."""
+        adapter = None if name == "base" else self.require(name)
+        if self.active == (None if adapter is None else name):
+            return
+        if self.active is not None:
+            detach(self._active_model, self.base.model)
+        self._active_model = None if adapter is None else attach(self.base.model, adapter)
+        self.active = None if adapter is None else name
+
+    @contextmanager
+    def using(self, name: str) -> Iterator[None]:
+        """Run a block with adapter ``name`` (or ``base``) active, then switch back."""
+        previous = self.active or "base"
+        self.use(name)
+        try:
+            yield
+        finally:
+            self.use(previous)
+
+    def add(self, adapter: Adapter) -> None:
+        if adapter.name == "base":
+            raise FtpeError("'base' names the model without adapters; choose another --name.")
+        if self.active == adapter.name:
+            self.use("base")
+        self._adapters[adapter.name] = adapter
+
+    def delete(self, name: str) -> None:
+        self.require(name)
+        if self.active == name:
+            self.use("base")
+        del self._adapters[name]
+
+    def clear(self) -> None:
+        """Forget every adapter (the base they belong to is going away); nothing is detached from it."""
+        self._adapters.clear()
+        self.active, self._active_model = None, None
+
+    def rows(self) -> list[dict]:
+        return [{**adapter.summary(), "active": name == self.active} for name, adapter in self._adapters.items()]

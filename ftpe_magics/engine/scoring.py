@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from .errors import FtpeError
-from .generation import free_accelerator_memory
-
-NORMALISATIONS = ("none", "tokens", "chars")
+from .memory import out_of_memory
+from .scoped import quiet_library_notices
 
 
 @dataclass
@@ -60,10 +59,69 @@ def encode(tokenizer, contexts: list[str], continuations: list[str], add_special
     return context_ids, choice_ids
 
 
-def _oom(batch: int) -> FtpeError:
-    free_accelerator_memory()
-    return FtpeError(f"CUDA out of memory while scoring a batch of {batch}. Retry with a smaller --batch-size "
-                     "or dtype; the model is still loaded.")
+@dataclass(frozen=True)
+class _Row:
+    """One forward row: the tokens fed after the shared prefix, for one example (and one label when
+    labels are longer than one token)."""
+
+    example: int
+    label: int | None
+    tokens: list[int]
+
+
+def _plan_rows(context_ids: list[list[int]], choice_ids: list[list[int]], prefix: int) -> list[_Row]:
+    single_token = all(len(ids) == 1 for ids in choice_ids)
+    rows = []
+    for example, ids in enumerate(context_ids):
+        suffix = ids[prefix:]
+        if single_token:  # every label's log-probability comes from the context's last logits
+            rows.append(_Row(example, None, suffix))
+        else:
+            rows += [_Row(example, label, suffix + choice[:-1]) for label, choice in enumerate(choice_ids)]
+    return rows
+
+
+def _batch_tensors(batch: list[_Row], prefix: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded input ids, the attention mask over prefix + suffix, and explicit positions."""
+    width = max(len(row.tokens) for row in batch)
+    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), prefix + width), dtype=torch.long)
+    mask[:, :prefix] = 1
+    for index, row in enumerate(batch):
+        input_ids[index, :len(row.tokens)] = torch.tensor(row.tokens)
+        mask[index, prefix:prefix + len(row.tokens)] = 1
+    positions = torch.arange(prefix, prefix + width).unsqueeze(0).expand(len(batch), -1)
+    return input_ids, mask, positions
+
+
+def _forward(model, batch: list[_Row], tensors, needed: list[int], prefix_cache, virtual: int):
+    input_ids, mask, positions = (tensor.to(model.device) for tensor in tensors)
+    try:
+        if virtual:  # a soft prompt is prepended inside the model: no cache, no positions of ours
+            return model(input_ids=input_ids, attention_mask=mask).logits
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(batch))
+        return model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                     use_cache=cache is not None, logits_to_keep=torch.tensor(needed, device=model.device)).logits
+    except torch.OutOfMemoryError:
+        raise out_of_memory(f"scoring a batch of {len(batch)}", "a smaller --batch-size or dtype") from None
+
+
+def _collect(scores: np.ndarray, batch: list[_Row], logits: torch.Tensor, column: dict[int, int],
+             context_lengths: list[int], choice_ids: list[list[int]]) -> None:
+    for index, row in enumerate(batch):
+        context_len = context_lengths[row.example]
+        if row.label is None:
+            logp = torch.log_softmax(logits[index, column[context_len - 1]].float(), dim=-1)
+            for label, choice in enumerate(choice_ids):
+                scores[row.example, label] = float(logp[choice[0]])
+        else:
+            choice = choice_ids[row.label]
+            steps = logits[index, [column[p] for p in _scored_positions(context_len, len(choice))]].float()
+            logp = torch.log_softmax(steps, dim=-1)
+            scores[row.example, row.label] = float(logp[torch.arange(len(choice)), torch.tensor(choice)].sum())
 
 
 @torch.inference_mode()
@@ -78,71 +136,31 @@ def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[st
     """
     start = time.perf_counter()
     context_ids, choice_ids = encode(tokenizer, contexts, continuations, add_special_tokens)
-    # a soft prompt (prompt tuning) is prepended inside the model: no shared cache, no position ids,
-    # and its virtual tokens shift every logit position
+    # a soft prompt (prompt tuning) shifts every logit position by its virtual tokens and rules out a shared cache
     virtual = _virtual_tokens(model)
     share_prefix = share_prefix and virtual == 0
     prefix = min(common_prefix_length(context_ids), min(map(len, context_ids)) - 1) if share_prefix else 0
-    device = model.device
     prefix_cache = None
     if prefix > 0:
-        prefix_cache = model(input_ids=torch.tensor([context_ids[0][:prefix]], device=device),
+        prefix_cache = model(input_ids=torch.tensor([context_ids[0][:prefix]], device=model.device),
                              use_cache=True).past_key_values
-    single_token = all(len(ids) == 1 for ids in choice_ids)
-    # each row: (example, label or None, tokens fed after the prefix, index of the first scored logit)
-    rows = []
-    for example, ids in enumerate(context_ids):
-        suffix = ids[prefix:]
-        if single_token:
-            rows.append((example, None, suffix))
-        else:
-            rows += [(example, label, suffix + choice[:-1]) for label, choice in enumerate(choice_ids)]
-    order = sorted(range(len(rows)), key=lambda r: -len(rows[r][2]))
+    rows = _plan_rows(context_ids, choice_ids, prefix)
+    order = sorted(range(len(rows)), key=lambda r: -len(rows[r].tokens))
     scores = np.zeros((len(contexts), len(continuations)))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    budget = max_batch_tokens or (16384 if device.type == "cuda" else 512)
-    for batch_rows in token_budget_batches([len(rows[r][2]) for r in order], batch_size, budget):
-        batch = [rows[order[r]] for r in batch_rows]
-        width = max(len(tokens) for _, _, tokens in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), prefix + width), dtype=torch.long)
-        mask[:, :prefix] = 1
-        for row, (_, _, tokens) in enumerate(batch):
-            input_ids[row, :len(tokens)] = torch.tensor(tokens)
-            mask[row, prefix:prefix + len(tokens)] = 1
-        positions = torch.arange(prefix, prefix + width).unsqueeze(0).expand(len(batch), -1)
-        cache = None
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(batch))
-        # the lm head (vocabulary-sized) runs only where a label token is predicted; rows are
-        # length-sorted, so the union of those positions over a batch stays small
-        needed = sorted({pos for example, label, _ in batch
-                         for pos in _scored_positions(len(context_ids[example]) - prefix,
-                                                      1 if label is None else len(choice_ids[label]))})
-        column = {pos: index for index, pos in enumerate(needed)}
-        if virtual:
-            column = {pos: pos + virtual for pos in needed}
-        try:
-            if virtual:
-                logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-            else:
-                logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device), past_key_values=cache, use_cache=cache is not None,
-                               logits_to_keep=torch.tensor(needed, device=device)).logits
-        except torch.OutOfMemoryError:
-            raise _oom(len(batch)) from None
-        for row, (example, label, _) in enumerate(batch):
-            context_len = len(context_ids[example]) - prefix
-            if label is None:
-                logp = torch.log_softmax(logits[row, column[context_len - 1]].float(), dim=-1)
-                for index, choice in enumerate(choice_ids):
-                    scores[example, index] = float(logp[choice[0]])
-            else:
-                choice = choice_ids[label]
-                steps = logits[row, [column[p] for p in _scored_positions(context_len, len(choice))]].float()
-                logp = torch.log_softmax(steps, dim=-1)
-                scores[example, label] = float(logp[torch.arange(len(choice)), torch.tensor(choice)].sum())
+    budget = max_batch_tokens or (16384 if model.device.type == "cuda" else 512)
+    context_lengths = [len(ids) - prefix for ids in context_ids]
+    with quiet_library_notices():
+        for batch_rows in token_budget_batches([len(rows[r].tokens) for r in order], batch_size, budget):
+            batch = [rows[order[r]] for r in batch_rows]
+            # the lm head (vocabulary-sized) runs only where a label token is predicted; rows are
+            # length-sorted, so the union of those positions over a batch stays small
+            needed = sorted({pos for row in batch for pos in _scored_positions(
+                context_lengths[row.example], 1 if row.label is None else len(choice_ids[row.label]))})
+            column = {pos: pos + virtual for pos in needed} if virtual else \
+                {pos: index for index, pos in enumerate(needed)}
+            logits = _forward(model, batch, _batch_tensors(batch, prefix, pad), needed, prefix_cache, virtual)
+            _collect(scores, batch, logits, column, context_lengths, choice_ids)
     return LabelScores(scores, [len(ids) for ids in choice_ids], [len(ids) for ids in context_ids], prefix,
                        time.perf_counter() - start)
 
@@ -198,8 +216,9 @@ def mean_pooled_embeddings(model, tokenizer, texts: list[str], batch_size: int =
         # positions from the mask: with absolute position embeddings a left-padded text would otherwise be
         # shifted (rotary models are unaffected); logits_to_keep=1: no vocabulary projection is needed
         positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        hidden = model(**batch, position_ids=positions, output_hidden_states=True,
-                       logits_to_keep=1).hidden_states[-1].float()
+        with quiet_library_notices():
+            hidden = model(**batch, position_ids=positions, output_hidden_states=True,
+                           logits_to_keep=1).hidden_states[-1].float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         vectors.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())

@@ -24,10 +24,10 @@ class Ftpe(Configurable):
     dtype = Enum(DTYPES, default_value="auto", help="Weight dtype; auto is bf16 on a GPU, fp32 on CPU.").tag(
         config=True
     )
-    max_new_tokens = Int(64, help="Tokens generated per prompt unless --max-new-tokens says otherwise.").tag(
+    max_new_tokens = Int(64, min=1, help="Tokens generated per prompt unless --max-new-tokens says otherwise.").tag(
         config=True
     )
-    batch_size = Int(32, help="Prompts per forward pass for --over and evaluation.").tag(config=True)
+    batch_size = Int(32, min=1, help="Prompts per forward pass for --over and evaluation.").tag(config=True)
     cache_dir = Unicode(help="Where converted models are cached ($FTPE_CACHE, else ~/.cache/ftpe_magics).").tag(
         config=True
     )

@@ -14,9 +14,7 @@ import numpy as np
 
 from .data import Examples, normalise_text
 from .errors import FtpeError
-from .prompts import ExampleTemplate
-
-SELECTIONS = ("random", "balanced", "similar")
+from .templates import ExampleTemplate
 
 
 @dataclass
@@ -31,16 +29,9 @@ class FewShotConfig:
     seed: int = 0
     orders: int = 1
     allow_overlap: bool = False
-    # text -> embedding, per model: ``similar`` embeds the pool once, not at every run of the configuration
+    # model key -> text -> embedding: ``similar`` embeds the pool once, not at every run of the configuration;
+    # the key changes at every load, so vectors of a freed model are never reused for another
     embedding_cache: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.select not in SELECTIONS:
-            raise FtpeError(f"--select must be one of {', '.join(SELECTIONS)}, not {self.select!r}.")
-        if self.k < 0:
-            raise FtpeError("--k must be 0 or more.")
-        if self.orders < 1:
-            raise FtpeError("--orders must be at least 1.")
 
 
 def overlapping(train: Examples, eval_data: Examples) -> tuple[list[int], set[int]]:

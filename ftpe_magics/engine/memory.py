@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 
 import torch
+
+from .errors import FtpeError
 
 
 def process_rss_bytes() -> int:
@@ -29,3 +32,16 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} GiB"
+
+
+def free_accelerator_memory() -> None:
+    """Drop Python references' memory and, on a GPU, return the allocator's cached blocks."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def out_of_memory(what: str, fix: str) -> FtpeError:
+    """The one message for a CUDA out-of-memory error: memory is freed first, then the user is told how to retry."""
+    free_accelerator_memory()
+    return FtpeError(f"CUDA out of memory while {what}. Retry with {fix}; the model is still loaded.")

@@ -10,8 +10,8 @@ import re
 import time
 from collections import ChainMap
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,11 +19,24 @@ from .adapters import Adapter
 from .data import Examples
 from .errors import FtpeError
 from .fewshot import FewShotConfig, overlapping, reorder, select_demos
-from .generation import generate_texts, render_prompts
+from .generation import GenerationSettings, generate_texts, render_prompts
 from .metrics import Metric, apply_metric
-from .prompts import ExampleTemplate, assemble, scoring_inputs
 from .scoring import label_logprobs, mean_pooled_embeddings
 from .stats import bootstrap_interval, macro_f1, modal_agreement
+from .templates import ExampleTemplate, assemble, scoring_inputs
+
+
+class ModelHandle(Protocol):
+    """What evaluation needs of a session: the model to run now, its tokenizer, and a key naming its weights."""
+
+    @property
+    def model(self) -> Any: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    @property
+    def model_key(self) -> str: ...
 
 
 @dataclass
@@ -78,28 +91,39 @@ class ConditionResult:
         return float(np.mean(self.prompt_tokens)) if self.prompt_tokens else 0.0
 
 
+@dataclass
+class Scored:
+    """One pass of a condition over the eval set, before it is scored against the references."""
+
+    predictions: list[str]
+    samples: list[list[str]] | None
+    seconds: float
+    prompt_tokens: list[int]
+    example_prompt: str = ""
+
+
 class Evaluator:
     """Scores conditions on one eval set with the session's model: by label likelihood, or generate + metric."""
 
-    def __init__(self, session, eval_data: Examples, *, metric: tuple[str, Metric] | None = None,
-                 norm: str = "none", samples: int = 1, seed: int = 0, batch_size: int | None = None,
+    def __init__(self, handle: ModelHandle, eval_data: Examples, defaults: GenerationSettings, *,
+                 metric: tuple[str, Metric] | None = None, norm: str = "none", samples: int = 1, seed: int = 0,
                  max_new_tokens: int | None = None, answer_regex: str | None = None,
                  namespace: Mapping[str, Any] | None = None) -> None:
         if len(eval_data) == 0:
             raise FtpeError("The eval set is empty.")
         if samples < 1:
             raise FtpeError("--samples must be at least 1.")
-        self.session = session
+        self.handle = handle
         self.eval_data = eval_data
+        self.defaults = defaults  # max_new_tokens and batch_size as the session's config sets them
         self.metric = metric
         self.norm = norm
         self.samples = samples
         self.seed = seed
-        self.batch_size = batch_size or session.config.batch_size
+        self.batch_size = defaults.batch_size
         self.max_new_tokens = max_new_tokens
         self.answer_regex = answer_regex
         self.namespace = dict(namespace or {})
-        session.require_model()
 
     @property
     def classification(self) -> bool:
@@ -110,13 +134,13 @@ class Evaluator:
 
     # -- the two ways of scoring -------------------------------------------------------------
     def _classify(self, contexts: list[str], template: ExampleTemplate | None, add_special_tokens: bool = True,
-                  continuations: list[str] | None = None):
+                  continuations: list[str] | None = None) -> Scored:
         labels = self.eval_data.label_set
         if len(labels) < 2:
             raise FtpeError(f"Classification needs at least two labels; the eval set has {labels}. "
                             "Give --labels, or score generated text with --metric.")
         continuations = continuations or [template.continuation(label) for label in labels]
-        scored = label_logprobs(self.session.model, self.session.tokenizer, contexts, continuations,
+        scored = label_logprobs(self.handle.model, self.handle.tokenizer, contexts, continuations,
                                 self.batch_size, add_special_tokens=add_special_tokens)
         normalised = scored.normalised(labels, self.norm)
         predictions = [labels[i] for i in normalised.argmax(axis=1)]
@@ -126,15 +150,14 @@ class Evaluator:
             probs /= probs.sum(axis=1, keepdims=True)
             rng = np.random.default_rng(self.seed)
             samples = [[labels[rng.choice(len(labels), p=p)] for _ in range(self.samples)] for p in probs]
-        return predictions, samples, scored.seconds, scored.prompt_tokens
+        return Scored(predictions, samples, scored.seconds, scored.prompt_tokens)
 
     def _generate(self, prompts: list[str], raw: bool, max_new_tokens: int | None = None):
         greedy = self.samples == 1
-        settings = self.session.settings(max_new_tokens=max_new_tokens or self.max_new_tokens, raw=raw,
-                                         temperature=0.0 if greedy else 0.7, samples=self.samples, seed=self.seed,
-                                         batch_size=self.batch_size)
-        run = generate_texts(self.session.model, self.session.tokenizer, prompts, settings)
-        return run
+        settings = replace(self.defaults, max_new_tokens=max_new_tokens or self.max_new_tokens
+                           or self.defaults.max_new_tokens, raw=raw, temperature=0.0 if greedy else 0.7,
+                           samples=self.samples, seed=self.seed)
+        return generate_texts(self.handle.model, self.handle.tokenizer, prompts, settings)
 
     def _score_generated(self, outputs: list[str]) -> list[float]:
         name, metric = self.metric
@@ -161,9 +184,10 @@ class Evaluator:
         rows = [self._row(row) for row in self.eval_data.rows]
         if self.classification:
             contexts = [template.query(row) for row in rows]
-            predictions, samples, seconds, tokens = self._classify(contexts, template)
-            return self._result(condition, kind, template_text, predictions, predictions, seconds, tokens,
-                                contexts[0] + template.continuation("<label>"), samples=samples)
+            scored = self._classify(contexts, template)
+            return self._result(condition, kind, template_text, scored.predictions, scored.predictions,
+                                scored.seconds, scored.prompt_tokens, contexts[0] + template.continuation("<label>"),
+                                samples=scored.samples)
         prompts = [template.query(row) for row in rows]
         run = self._generate(prompts, raw=False)
         predictions = [_first_line(samples[0]) for samples in run.outputs]
@@ -183,9 +207,9 @@ class Evaluator:
         answers: list[str | None] = [self._extract(text) for _, text in flat]
         missing = [j for j, answer in enumerate(answers) if answer is None]
         if missing and self.classification:
-            rendered, _ = render_prompts(self.session.tokenizer, [prompts[flat[j][0]] for j in missing], None, False)
+            rendered, _ = render_prompts(self.handle.tokenizer, [prompts[flat[j][0]] for j in missing], None, False)
             contexts = [r + flat[j][1] + answer_prefix for r, j in zip(rendered, missing, strict=True)]
-            fallback, _, _, _ = self._classify(contexts, ExampleTemplate("{x}"), add_special_tokens=False)
+            fallback = self._classify(contexts, ExampleTemplate("{x}"), add_special_tokens=False).predictions
             for j, label in zip(missing, fallback, strict=True):
                 answers[j] = label
         answers = [a if a is not None else _first_line(text) for a, (_, text) in zip(answers, flat, strict=True)]
@@ -221,32 +245,37 @@ class Evaluator:
         overlap, train_overlap = overlapping(config.train, self.eval_data)
         pool = [i for i in range(len(config.train)) if config.allow_overlap or i not in train_overlap]
 
-        cache = config.embedding_cache.setdefault(id(self.session.model), {})
-
-        def embed(texts: list[str]) -> np.ndarray:
-            missing = [text for text in dict.fromkeys(texts) if text not in cache]
-            if missing:
-                vectors = mean_pooled_embeddings(self.session.model, self.session.tokenizer, missing, self.batch_size)
-                cache.update(zip(missing, vectors, strict=True))
-            return np.stack([cache[text] for text in texts])
-
-        demos = select_demos(config, self.eval_data, pool, k, embed=embed)
+        demos = select_demos(config, self.eval_data, pool, k, embed=self._embedder(config))
         runs = []
         for order in range(config.orders):
             ordered = demos if order == 0 else reorder(demos, config.seed + order)
             runs.append(self._fewshot_once(config, ordered))
-        predictions, samples, _, tokens, prompt = runs[0]
-        result = self._result(condition, "fewshot", f"{config.name} (k={k}, {config.select})", predictions,
-                              predictions, time.perf_counter() - started, tokens, prompt, samples=samples,
-                              overlap=len(overlap), k=k)
+        first = runs[0]
+        result = self._result(condition, "fewshot", f"{config.name} (k={k}, {config.select})", first.predictions,
+                              first.predictions, time.perf_counter() - started, first.prompt_tokens,
+                              first.example_prompt, samples=first.samples, overlap=len(overlap), k=k)
         if config.orders > 1:
-            per_order = [self._result(condition, "fewshot", "", run[0], run[0], 0, [], "") for run in runs]
+            per_order = [self._result(condition, "fewshot", "", run.predictions, run.predictions, 0, [], "")
+                         for run in runs]
             result.order_accuracies = [r.accuracy for r in per_order]
-            result.samples = [list(column) for column in zip(*(run[0] for run in runs), strict=True)]
+            result.samples = [list(column) for column in zip(*(run.predictions for run in runs), strict=True)]
             result.seconds /= config.orders  # latency of one pass, comparable with other conditions
         return result
 
-    def _fewshot_once(self, config: FewShotConfig, demos: list[list[int]]):
+    def _embedder(self, config: FewShotConfig):
+        """Embeddings by the model now active, cached per text in the config under the model's key."""
+        cache = config.embedding_cache.setdefault(self.handle.model_key, {})
+
+        def embed(texts: list[str]) -> np.ndarray:
+            missing = [text for text in dict.fromkeys(texts) if text not in cache]
+            if missing:
+                vectors = mean_pooled_embeddings(self.handle.model, self.handle.tokenizer, missing, self.batch_size)
+                cache.update(zip(missing, vectors, strict=True))
+            return np.stack([cache[text] for text in texts])
+
+        return embed
+
+    def _fewshot_once(self, config: FewShotConfig, demos: list[list[int]]) -> Scored:
         template = config.template
         train = config.train
         contexts = []
@@ -254,12 +283,12 @@ class Evaluator:
             shots = [template.demo(self._row(train.rows[i]), train.labels[i]) for i in chosen]
             contexts.append(assemble(template.instructions, shots, template.query(self._row(row))))
         if self.classification:
-            predictions, samples, seconds, tokens = self._classify(contexts, template)
-            return predictions, samples, seconds, tokens, contexts[0] + template.continuation("<label>")
+            scored = self._classify(contexts, template)
+            scored.example_prompt = contexts[0] + template.continuation("<label>")
+            return scored
         run = self._generate(contexts, raw=True)
-        predictions = [_first_line(samples[0]) for samples in run.outputs]
-        return predictions, None, run.seconds, run.prompt_tokens, contexts[0]
-
+        return Scored([_first_line(samples[0]) for samples in run.outputs], None, run.seconds, run.prompt_tokens,
+                      contexts[0])
 
     def adapter(self, condition: str, adapter: Adapter, kind: str = "adapter") -> ConditionResult:
         """Score the active model on exactly the text format ``adapter`` was trained on."""
@@ -267,16 +296,17 @@ class Evaluator:
             raise FtpeError(f"Adapter {adapter.name!r} has no template (a plain peft folder): compare it with "
                             "'base TEMPLATE'-style conditions or retrain it with %%finetune.")
         contexts, continuations, add_special = scoring_inputs(
-            self.session.tokenizer, adapter.template, [self._row(row) for row in self.eval_data.rows],
+            self.handle.tokenizer, adapter.template, [self._row(row) for row in self.eval_data.rows],
             self.eval_data.label_set, adapter.chat)
         spec = adapter.name if kind == "adapter" else f"base model, {adapter.name}'s format"
         extra = {"trainable_params": adapter.trainable_params, "train_seconds": adapter.train_seconds} \
             if kind == "adapter" else {}
         if self.classification:
-            predictions, samples, seconds, tokens = self._classify(contexts, None, add_special, continuations)
-            return self._result(condition, kind, spec, predictions, predictions, seconds, tokens,
+            scored = self._classify(contexts, None, add_special, continuations)
+            return self._result(condition, kind, spec, scored.predictions, scored.predictions, scored.seconds,
+                                scored.prompt_tokens,
                                 contexts[0] + continuations[0].replace(self.eval_data.label_set[0], "<label>"),
-                                samples=samples, **extra)
+                                samples=scored.samples, **extra)
         run = self._generate(contexts, raw=True)
         predictions = [_first_line(samples[0]) for samples in run.outputs]
         return self._result(condition, kind, spec, predictions, [s[0] for s in run.outputs], run.seconds,

@@ -1,22 +1,19 @@
 """The object a ``%%prompt`` run returns: outputs plus everything needed to reproduce them.
 
-It renders as plain text in a terminal and as static HTML in a notebook (so a saved notebook
-still shows it with no kernel and no widget state), and converts to pandas for analysis.
+It renders as plain text anywhere; in a notebook the front end registers ``display.html`` as its
+HTML formatter (static HTML, so a saved notebook still shows it with no kernel and no widget
+state). It converts to pandas for analysis.
 """
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .diffing import changed_settings, inline_html_diff, unified_text_diff
+from .diffing import changed_settings, unified_text_diff
 from .errors import FtpeError
 from .generation import GenerationSettings
-
-_CARD = "font-family:var(--jp-content-font-family,sans-serif);font-size:13px"
-_PRE = "white-space:pre-wrap;margin:2px 0;padding:6px;background:rgba(127,127,127,0.08);border-radius:4px"
 
 
 @dataclass
@@ -72,10 +69,14 @@ class PromptResult:
                 records.append(row)
         return pd.DataFrame.from_records(records)
 
+    def changed_settings(self) -> dict[str, tuple]:
+        """What differs from the previous run of the same name, as ``{key: (old, new)}``."""
+        return changed_settings(self.previous.record, self.record) if self.previous is not None else {}
+
     def _diff_text(self) -> str:
         if self.previous is None:
             return ""
-        settings = changed_settings(self.previous.record, self.record)
+        settings = self.changed_settings()
         lines = [f"--- diff against the previous run of '{self.name}' ---"]
         lines += [f"  {key}: {old!r} -> {new!r}" for key, (old, new) in settings.items() if key != "template"]
         if "template" in settings:
@@ -100,41 +101,3 @@ class PromptResult:
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text(str(self))
-
-    def _outputs_html(self) -> str:
-        if len(self.prompts) == 1 and self.settings.samples == 1:
-            return f'<pre style="{_PRE}">{html.escape(self.outputs[0][0])}</pre>'
-        rows = []
-        for index, prompt in enumerate(self.prompts):
-            if self.settings.samples > 1:
-                cell = "<br>".join(f"<b>{count}&times;</b> {html.escape(text)}"
-                                   for text, count in self.sample_counts(index))
-            else:
-                cell = html.escape(self.outputs[index][0])
-            rows.append(f"<tr><td>{index}</td><td style='text-align:left;white-space:pre-wrap'>{html.escape(prompt)}"
-                        f"</td><td style='text-align:left;white-space:pre-wrap'>{cell}</td></tr>")
-        return ("<table><thead><tr><th>#</th><th>prompt</th><th>output</th></tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table>")
-
-    def _diff_html(self) -> str:
-        if self.previous is None:
-            return ""
-        settings = changed_settings(self.previous.record, self.record)
-        items = "".join(f"<li><code>{html.escape(key)}</code>: {html.escape(repr(old))} &rarr; "
-                        f"{html.escape(repr(new))}</li>" for key, (old, new) in settings.items() if key != "template")
-        template = (f"<div>template:</div><pre style='{_PRE}'>{inline_html_diff(self.previous.template, self.template)}"
-                    "</pre>" if "template" in settings else "")
-        output = inline_html_diff("\n".join(self.previous.texts), "\n".join(self.texts))
-        return (f"<details open class='ftpe-diff'><summary>Diff against the previous run of "
-                f"<b>{html.escape(self.name or '')}</b></summary><ul>{items or '<li>settings unchanged</li>'}</ul>"
-                f"{template}<div>output:</div><pre style='{_PRE}'>{output}</pre></details>")
-
-    def _repr_html_(self) -> str:
-        status = " &middot; <b style='color:#b00'>interrupted: partial output</b>" if self.interrupted else ""
-        settings = self.settings
-        mode = ("greedy" if settings.greedy
-                else f"T={settings.temperature}, top-p={settings.top_p}, seed={settings.seed}")
-        head = (f"<div style='color:gray'>{html.escape(self.name or 'prompt')} &middot; {html.escape(self.model)} "
-                f"&middot; {mode} &middot; {len(self.prompts)} prompt(s) &times; {settings.samples} sample(s) "
-                f"&middot; {self.seconds:.2f}s{status}</div>")
-        return f"<div class='ftpe-result' style='{_CARD}'>{head}{self._outputs_html()}{self._diff_html()}</div>"

@@ -1,0 +1,228 @@
+"""Pure functions from engine objects to HTML strings.
+
+Every view is plain HTML (pandas tables, inline PNGs), so a saved notebook still shows it with no
+kernel and no widget state; ``widgets.display_tabs`` puts the same sections in tabs when a live
+front end can show widgets. Nothing here computes a figure: it reads the result objects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import re
+from typing import Any
+
+import numpy as np
+
+from ..engine.compare import CompareResult
+from ..engine.evaluation import ConditionResult
+from ..engine.prompting import PromptResult
+from ..engine.stats import confusion, per_label_scores
+from .plots import accuracy_bars, accuracy_vs_k, img_tag
+
+_GOOD, _BAD = "background:#e6f4ea", "background:#fce8e6"
+_CARD = "font-family:var(--jp-content-font-family,sans-serif);font-size:13px"
+_PRE = "white-space:pre-wrap;margin:2px 0;padding:6px;background:rgba(127,127,127,0.08);border-radius:4px"
+_WORDS = re.compile(r"\s+|[^\s]+")
+_DEL_STYLE = "background:#fdd;color:#900;text-decoration:line-through"
+_INS_STYLE = "background:#dfd;color:#060"
+
+
+def _cell(text: str) -> str:
+    return f"<td style='text-align:left;white-space:pre-wrap'>{html.escape(str(text))}</td>"
+
+
+def inline_html_diff(old: str, new: str) -> str:
+    """Word-level diff: ``<del>`` for removed words, ``<ins>`` for added ones (what a reader scans for)."""
+    old_words, new_words = _WORDS.findall(old), _WORDS.findall(new)
+    parts = []
+    matcher = difflib.SequenceMatcher(a=old_words, b=new_words, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal":
+            parts.append(html.escape("".join(old_words[a0:a1])))
+            continue
+        if a1 > a0:
+            parts.append(f'<del style="{_DEL_STYLE}">{html.escape("".join(old_words[a0:a1]))}</del>')
+        if b1 > b0:
+            parts.append(f'<ins style="{_INS_STYLE}">{html.escape("".join(new_words[b0:b1]))}</ins>')
+    return "".join(parts)
+
+
+def static_sections(sections: dict[str, str], open_first: bool = True) -> str:
+    """All sections stacked as collapsible blocks, the static twin of a Tab widget."""
+    blocks = []
+    for index, (title, body) in enumerate(sections.items()):
+        state = " open" if open_first and index == 0 else ""
+        blocks.append(f"<details{state} class='ftpe-section'><summary><b>{html.escape(title)}</b></summary>"
+                      f"{body}</details>")
+    return "<div class='ftpe-sections'>" + "".join(blocks) + "</div>"
+
+
+def key_value_html(title: str, rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+                   f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{body}</table>"
+
+
+# -- %%prompt ----------------------------------------------------------------------------------------
+def _prompt_outputs_html(result: PromptResult) -> str:
+    if len(result.prompts) == 1 and result.settings.samples == 1:
+        return f'<pre style="{_PRE}">{html.escape(result.outputs[0][0])}</pre>'
+    rows = []
+    for index, prompt in enumerate(result.prompts):
+        if result.settings.samples > 1:
+            cell = "<br>".join(f"<b>{count}&times;</b> {html.escape(text)}"
+                               for text, count in result.sample_counts(index))
+        else:
+            cell = html.escape(result.outputs[index][0])
+        rows.append(f"<tr><td>{index}</td><td style='text-align:left;white-space:pre-wrap'>{html.escape(prompt)}"
+                    f"</td><td style='text-align:left;white-space:pre-wrap'>{cell}</td></tr>")
+    return ("<table><thead><tr><th>#</th><th>prompt</th><th>output</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def _prompt_diff_html(result: PromptResult) -> str:
+    previous = result.previous
+    if previous is None:
+        return ""
+    settings = result.changed_settings()
+    items = "".join(f"<li><code>{html.escape(key)}</code>: {html.escape(repr(old))} &rarr; "
+                    f"{html.escape(repr(new))}</li>" for key, (old, new) in settings.items() if key != "template")
+    template = (f"<div>template:</div><pre style='{_PRE}'>{inline_html_diff(previous.template, result.template)}"
+                "</pre>" if "template" in settings else "")
+    output = inline_html_diff("\n".join(previous.texts), "\n".join(result.texts))
+    return (f"<details open class='ftpe-diff'><summary>Diff against the previous run of "
+            f"<b>{html.escape(result.name or '')}</b></summary><ul>{items or '<li>settings unchanged</li>'}</ul>"
+            f"{template}<div>output:</div><pre style='{_PRE}'>{output}</pre></details>")
+
+
+def prompt_result_html(result: PromptResult) -> str:
+    status = " &middot; <b style='color:#b00'>interrupted: partial output</b>" if result.interrupted else ""
+    settings = result.settings
+    mode = "greedy" if settings.greedy else f"T={settings.temperature}, top-p={settings.top_p}, seed={settings.seed}"
+    head = (f"<div style='color:gray'>{html.escape(result.name or 'prompt')} &middot; {html.escape(result.model)} "
+            f"&middot; {mode} &middot; {len(result.prompts)} prompt(s) &times; {settings.samples} sample(s) "
+            f"&middot; {result.seconds:.2f}s{status}</div>")
+    body = _prompt_outputs_html(result) + _prompt_diff_html(result)
+    return f"<div class='ftpe-result' style='{_CARD}'>{head}{body}</div>"
+
+
+# -- %%compare ---------------------------------------------------------------------------------------
+def _formatted_table(table):
+    shown = table.copy()
+    for column in ("accuracy", "accuracy_low", "accuracy_high", "macro_f1", "consistency", "order_spread"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "–" if v is None or v != v else f"{v:.3f}")
+    shown["latency_ms"] = shown["latency_ms"].map(lambda v: f"{v:.1f}")
+    shown["prompt_tokens"] = shown["prompt_tokens"].map(lambda v: f"{v:.0f}")
+    shown["train_seconds"] = shown["train_seconds"].map(lambda v: f"{v:.1f}")
+    shown["trainable_params"] = shown["trainable_params"].map(lambda v: f"{v:,}")
+    shown["p_vs_best"] = shown["p_vs_best"].map(lambda v: "best" if v is None or v != v else f"{v:.3g}")
+    return shown
+
+
+def summary_html(result: CompareResult) -> str:
+    table = result.to_pandas()
+    chart = accuracy_bars(list(table["condition"]), list(table["accuracy"]), list(table["accuracy_low"]),
+                          list(table["accuracy_high"]))
+    note = ("<p style='color:gray'>accuracy with a 95% bootstrap interval; p_vs_best: exact McNemar test "
+            "against the best condition on the same examples; latency per example.</p>")
+    return (_formatted_table(table).to_html(index=False, classes="ftpe-compare-table") + note
+            + img_tag(chart, "accuracy chart"))
+
+
+def _disagreement_row(result: CompareResult, index: int) -> str:
+    first = result.conditions[0]
+    cells = []
+    for condition in result.conditions:
+        style = _GOOD if condition.correct[index] else _BAD
+        shown = condition.outputs[index] if condition.label_set is None else condition.predictions[index]
+        base = first.outputs[index] if condition.label_set is None else None
+        body = inline_html_diff(base, shown) if base is not None and condition is not first \
+            else html.escape(str(shown))
+        cells.append(f"<td style='{style};text-align:left;white-space:pre-wrap'>{body}</td>")
+    return (f"<tr><td>{index}</td>{_cell(result.eval_texts[index])}{_cell(first.references[index])}"
+            + "".join(cells) + "</tr>")
+
+
+def disagreements_html(result: CompareResult, limit: int = 50) -> str:
+    rows = [_disagreement_row(result, index) for index in result.disagreements()[:limit]]
+    if not rows:
+        return "<p>All conditions agree on every example.</p>"
+    head = "".join(f"<th>{html.escape(c.condition)}</th>" for c in result.conditions)
+    return (f"<p>{len(rows)} example(s) where conditions disagree (green: right, red: wrong).</p>"
+            f"<table class='ftpe-disagreements'><thead><tr><th>#</th><th>text</th><th>reference</th>{head}</tr>"
+            "</thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def errors_html(conditions: list[ConditionResult], eval_texts: list[str], per_condition: int = 5) -> str:
+    parts = []
+    for condition in conditions:
+        wrong = [i for i, ok in enumerate(condition.correct) if not ok][:per_condition]
+        items = "".join(f"<tr><td>{i}</td>{_cell(eval_texts[i])}{_cell(condition.references[i])}"
+                        f"{_cell(condition.outputs[i])}</tr>" for i in wrong)
+        parts.append(f"<h4>{html.escape(condition.condition)}: {condition.n - sum(condition.correct)} error(s)</h4>"
+                     + (f"<table><tr><th>#</th><th>text</th><th>reference</th><th>output</th></tr>{items}</table>"
+                        if items else "<p>none</p>"))
+    return "".join(parts)
+
+
+def prompts_html(result: CompareResult) -> str:
+    return "".join(f"<h4>{html.escape(r.condition)} ({html.escape(r.kind)}, "
+                   f"{r.prompt_tokens[0] if r.prompt_tokens else 0} tokens)</h4>"
+                   f"<pre style='white-space:pre-wrap'>{html.escape(r.example_prompt)}</pre>"
+                   for r in result.conditions)
+
+
+def compare_sections(result: CompareResult) -> dict[str, str]:
+    """The four views of a comparison, as the tabs (and their static twin) show them."""
+    return {"Summary": summary_html(result), "Disagreements": disagreements_html(result),
+            "Errors": errors_html(result.conditions, result.eval_texts), "Prompts": prompts_html(result)}
+
+
+def compare_html(result: CompareResult) -> str:
+    return static_sections(compare_sections(result))
+
+
+# -- %%fewshot ---------------------------------------------------------------------------------------
+def _fewshot_head(main: ConditionResult) -> list[str]:
+    low, high = main.interval
+    parts = [f"<p><b>{html.escape(main.condition)}</b>: accuracy <b>{main.accuracy:.3f}</b> "
+             f"(95% CI {low:.3f}–{high:.3f}, n={main.n}), {main.latency_ms:.1f} ms per example</p>"]
+    if main.order_accuracies:
+        parts.append(f"<p>{len(main.order_accuracies)} orders of the same examples: mean "
+                     f"{np.mean(main.order_accuracies):.3f} ± {np.std(main.order_accuracies):.3f} "
+                     f"(min {min(main.order_accuracies):.3f}, max {max(main.order_accuracies):.3f})</p>")
+    overlap = main.extra.get("overlap", 0)
+    if overlap:
+        parts.append(f"<p style='color:#b00'>Leakage guard: {overlap} eval example(s) also appear in the training "
+                     "pool; their duplicates were excluded from the demonstrations (--allow-overlap keeps them).</p>")
+    return parts
+
+
+def _k_curve(result: CompareResult) -> str:
+    ks = [c.extra.get("k", 0) for c in result.conditions]
+    intervals = [c.interval for c in result.conditions]
+    png = accuracy_vs_k(ks, [c.accuracy for c in result.conditions], [i[0] for i in intervals],
+                        [i[1] for i in intervals], "data efficiency")
+    return img_tag(png, "accuracy against k")
+
+
+def fewshot_html(result: CompareResult, sweep: bool) -> str:
+    """The %%fewshot report: prompt, accuracy with CI, per-label scores, confusion, errors, k curve."""
+    main = result.conditions[-1] if sweep else result.conditions[0]
+    parts = _fewshot_head(main)
+    if sweep:
+        parts.append(_k_curve(result))
+    tokens = main.prompt_tokens[0] if main.prompt_tokens else 0
+    parts.append(f"<details><summary>Assembled prompt for example 0 ({tokens} tokens)</summary>"
+                 f"<pre style='white-space:pre-wrap'>{html.escape(main.example_prompt)}</pre></details>")
+    if main.label_set:
+        import pandas as pd
+
+        scores = pd.DataFrame(per_label_scores(main.predictions, main.references, main.label_set)).T
+        parts.append("<h4>Per label</h4>" + scores.to_html(float_format=lambda v: f"{v:.3f}"))
+        parts.append("<h4>Confusion matrix (rows: true)</h4>"
+                     + confusion(main.predictions, main.references, main.label_set).to_html())
+    parts.append("<h4>Errors</h4>" + errors_html([main], result.eval_texts, per_condition=5))
+    return "<div class='ftpe-fewshot'>" + "".join(parts) + "</div>"

@@ -1,0 +1,84 @@
+"""The fine-tuning methods: a registry from a method's name to how its trainable model is built.
+
+peft methods (LoRA, IA3, prompt tuning) wrap the shared base with a small set of new weights; the
+``copy`` methods (full fine-tuning, gradual unfreezing) train a deep copy, so the base as loaded
+is never changed. A new method is one entry in ``METHODS``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .options import FinetuneOptions
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    default_lr: float
+    trains_copy: bool
+    build: Callable[[Any, FinetuneOptions, str], Any]  # (base model, options, tokenizer location) -> model
+
+
+def _targets(options: FinetuneOptions) -> list[str] | str | None:
+    if not options.target_modules:
+        return None
+    if options.target_modules == "all-linear":
+        return "all-linear"
+    return [name.strip() for name in options.target_modules.split(",")]
+
+
+def _lora(base, options: FinetuneOptions, location: str):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=options.rank, lora_alpha=options.alpha,
+                        lora_dropout=options.dropout, target_modules=_targets(options))
+    return get_peft_model(base, config)
+
+
+def _ia3(base, options: FinetuneOptions, location: str):
+    from peft import IA3Config, TaskType, get_peft_model
+
+    targets = _targets(options)
+    config = IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=targets,
+                       feedforward_modules=[] if targets else None)
+    return get_peft_model(base, config)
+
+
+def _prompt_tuning(base, options: FinetuneOptions, location: str):
+    from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+
+    init_text = options.init_text
+    config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=options.virtual_tokens,
+                                prompt_tuning_init=PromptTuningInit.TEXT if init_text else PromptTuningInit.RANDOM,
+                                prompt_tuning_init_text=init_text, tokenizer_name_or_path=location)
+    return get_peft_model(base, config)
+
+
+def _copy(base, options: FinetuneOptions, location: str):
+    model = copy.deepcopy(base)
+    model.requires_grad_(True)
+    return model
+
+
+METHODS: dict[str, Method] = {method.name: method for method in (
+    Method("lora", 1e-3, False, _lora),
+    Method("full", 3e-5, True, _copy),
+    Method("prompt-tuning", 3e-2, False, _prompt_tuning),
+    Method("ia3", 3e-3, False, _ia3),
+    Method("unfreeze", 5e-5, True, _copy),
+)}
+COPY_METHODS = tuple(name for name, method in METHODS.items() if method.trains_copy)
+
+
+def default_lr(method: str) -> float:
+    return METHODS[method].default_lr
+
+
+def build_trainable(base, options: FinetuneOptions, location: str):
+    """The model that training updates: a peft wrapper around ``base``, or a copy of it."""
+    return METHODS[options.method].build(base, options, location)

@@ -1,0 +1,47 @@
+"""``%%finetune``'s options: one field each, carrying its default, help text and range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..options import check_ranges, option
+from .methods import METHODS, default_lr
+
+
+@dataclass
+class FinetuneOptions:
+    method: str = option("lora", "lora, full (a trained copy), prompt-tuning (soft prompt), ia3, unfreeze "
+                                 "(gradual unfreezing).", choices=tuple(METHODS))
+    val_split: float | None = option(None, "Hold out this share of --train for validation (seeded).", low=0,
+                                     low_open=True, high=1, high_open=True)
+    epochs: float | None = option(None, "Passes over the training set (default 3).", low=0, low_open=True)
+    max_steps: int | None = option(None, "Optimizer steps (overrides --epochs).", low=1)
+    lr: float | None = option(None, "Peak learning rate (default per method, e.g. 1e-3 for LoRA).", low=0,
+                              low_open=True)
+    batch_size: int = option(8, "Examples per step.", low=1)
+    grad_accum: int = option(1, "Gradient accumulation steps.", low=1)
+    max_len: int = option(256, "Longest training sequence in tokens (prompt cut on the left).", low=2)
+    seed: int = option(0, "Seed for initialisation, data order and --val-split.")
+    loss: str = option("answer", "Loss on the answer only, or on all text.", choices=("answer", "all"))
+    raw: bool = option(False, "Train on the raw template instead of the chat template.")
+    eval_steps: int | None = option(None, "Validate every N steps (default: about 4 times a run).", low=1)
+    early_stopping: int | None = option(None, "Stop after PATIENCE validations without improvement (the best "
+                                              "state is restored).", low=1, metavar="PATIENCE")
+    warmup: float = option(0.1, "Warm-up: a share of the steps (<1) or a step count.", low=0)
+    logging_steps: int = option(1, "Log the training loss every N steps.", low=1)
+    rank: int = option(8, "LoRA rank.", low=1)
+    alpha: int = option(16, "LoRA alpha.", low=1)
+    dropout: float = option(0.05, "LoRA dropout.", low=0, high=1, high_open=True)
+    target_modules: str | None = option(None, "LoRA/IA3 target modules, comma-separated or all-linear (default: "
+                                              "chosen per architecture).")
+    virtual_tokens: int = option(20, "Prompt tuning: number of virtual tokens.", low=1)
+    init_text: str | None = option(None, "Prompt tuning: initialise the soft prompt from this text.")
+    unfreeze_groups: int = option(4, "Gradual unfreezing: layer groups.", low=1)
+    unfreeze_every: int | None = option(None, "Gradual unfreezing: steps between groups.", low=1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else default_lr(self.method)

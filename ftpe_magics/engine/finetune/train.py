@@ -1,0 +1,201 @@
+"""Training one adapter (or a copy) of the session's model with transformers' ``Trainer``.
+
+The work is in two phases so that a bad input never touches the model: :func:`prepare` checks
+the template, the data and ``--max-len`` and tokenises everything; :func:`train_adapter` then
+builds the trainable model, runs ``Trainer`` and returns an :class:`Adapter` with the base model
+left as it was. Validation uses the evaluation engine's label-likelihood accuracy, the best state
+is kept in memory and restored at the end, and the kernel's stop button ends training at the next
+step boundary with the adapter as of the last finished step.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from ..adapters import Adapter, detach, peft_state
+from ..data import Examples
+from ..errors import FtpeError
+from ..memory import out_of_memory
+from ..scoped import global_rngs_kept, quiet_library_notices, seeded
+from ..scoring import label_logprobs
+from ..templates import ExampleTemplate, scoring_inputs
+from .callbacks import CountingCollator, Reporter, StopOnInterrupt, Supervisor, Unfreeze, layer_groups
+from .features import build_features, check_max_len
+from .methods import COPY_METHODS, build_trainable
+from .observers import Observers, TrainingHistory, TrainingObserver, TrainingPlan
+from .options import FinetuneOptions
+
+
+@dataclass
+class TrainingJob:
+    """One run, checked and tokenised before the base model is touched."""
+
+    name: str
+    template: ExampleTemplate
+    train: Examples
+    val: Examples | None
+    options: FinetuneOptions
+    chat: bool
+    train_features: list[dict]
+    val_features: list[dict] | None
+
+    @property
+    def total_steps(self) -> int:
+        options = self.options
+        return options.max_steps or max(1, round((options.epochs or 3) * self.steps_per_epoch))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.train_features) // (self.options.batch_size * self.options.grad_accum))
+
+    @property
+    def eval_steps(self) -> int:
+        return self.options.eval_steps or max(1, min(self.steps_per_epoch, self.total_steps // 4 or 1))
+
+
+def prepare(tokenizer, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,
+            options: FinetuneOptions) -> TrainingJob:
+    """Every check that can fail on the user's input, before any training starts."""
+    if name == "base":
+        raise FtpeError("'base' names the model without adapters; choose another --name.")
+    if not template.has_label:
+        raise FtpeError("The template has no {label}: there is nothing to learn. End it with the answer, "
+                        "e.g. Review: {text}\\nSentiment: {label}")
+    if len(train) < 4:
+        raise FtpeError(f"The training set has {len(train)} example(s); fine-tuning needs at least 4.")
+    chat = not options.raw and bool(getattr(tokenizer, "chat_template", None))
+    check_max_len(tokenizer, template, chat, options.max_len, train.label_set)
+    train_features = build_features(tokenizer, template, train, chat, options.loss, options.max_len)
+    val_features = build_features(tokenizer, template, val, chat, options.loss, options.max_len) if val else None
+    return TrainingJob(name, template, train, val, options, chat, train_features, val_features)
+
+
+def _accuracy_metric(tokenizer, job: TrainingJob, batch_size: int):
+    """Validation accuracy by label likelihood, on the same text format as training."""
+    val = job.val
+    contexts, continuations, add_special = scoring_inputs(tokenizer, job.template, val.rows, val.label_set, job.chat)
+
+    def accuracy(model: Any) -> float:
+        scored = label_logprobs(model, tokenizer, contexts, continuations, batch_size, add_special_tokens=add_special)
+        predictions = [val.label_set[i] for i in scored.logprobs.argmax(axis=1)]
+        return sum(p == r for p, r in zip(predictions, val.labels, strict=True)) / len(val)
+
+    return accuracy
+
+
+def _snapshot(model, method: str) -> dict[str, torch.Tensor]:
+    if method in COPY_METHODS:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return peft_state(model)
+
+
+def _restore(model, state: dict[str, torch.Tensor], method: str) -> None:
+    if method in COPY_METHODS:
+        model.load_state_dict(state)
+    else:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, state)
+
+
+def _trainer(model, tokenizer, job: TrainingJob, device: str, output_dir: str,
+             callbacks: list[TrainerCallback], collator: CountingCollator) -> Trainer:
+    from datasets import Dataset
+
+    options, on_gpu = job.options, device == "cuda"
+    args = TrainingArguments(
+        output_dir=output_dir, per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size, gradient_accumulation_steps=options.grad_accum,
+        learning_rate=options.learning_rate, lr_scheduler_type="linear", warmup_steps=options.warmup,
+        max_steps=job.total_steps, logging_steps=options.logging_steps, eval_strategy="steps" if job.val else "no",
+        eval_steps=job.eval_steps, save_strategy="no", report_to="none", disable_tqdm=True, seed=options.seed,
+        train_sampling_strategy="group_by_length", remove_unused_columns=False, use_cpu=not on_gpu,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(), dataloader_pin_memory=on_gpu)
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(job.train_features),
+                      eval_dataset=Dataset.from_list(job.val_features) if job.val_features else None,
+                      data_collator=collator, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # observers show the logs; no dicts printed per step
+    return trainer
+
+
+def _run(trainer: Trainer, stop_flag: threading.Event, model, base_model, batch_size: int, grad_accum: int) -> bool:
+    """Train; True when the stop button (or an observer's KeyboardInterrupt) ended it early."""
+    try:
+        with StopOnInterrupt(stop_flag):
+            trainer.train()
+    except KeyboardInterrupt:
+        return True
+    except torch.OutOfMemoryError:
+        detach(model, base_model)
+        raise out_of_memory(f"training with --batch-size {batch_size}",
+                            f"--batch-size {max(1, batch_size // 2)} --grad-accum {grad_accum * 2}, a shorter "
+                            "--max-len, or --method lora") from None
+    except BaseException:
+        detach(model, base_model)  # never leave adapter layers inside the base model
+        raise
+    return stop_flag.is_set()
+
+
+def _adapter(model, job: TrainingJob, base_model, trainable: int, seconds: float, supervisor: Supervisor,
+             interrupted: bool, history: TrainingHistory) -> Adapter:
+    """The finished run as an adapter; peft layers are taken off the base, a trained copy is kept whole."""
+    method = job.options.method
+    if supervisor.best_state is not None and not interrupted:
+        _restore(model, supervisor.best_state, method)
+    model.eval()
+    adapter = Adapter(name=job.name, method=method, template=job.template, chat=job.chat,
+                      label_set=job.train.label_set, input_col=job.train.input_col, trainable_params=trainable,
+                      train_seconds=seconds, best_metric=supervisor.best if job.val is not None else None,
+                      interrupted_at=supervisor.finished_steps if interrupted else None,
+                      steps=supervisor.finished_steps, history=list(history.records))
+    if method in COPY_METHODS:
+        model.requires_grad_(False)
+        adapter.model = model
+    else:
+        adapter.peft_config = model.peft_config["default"]
+        adapter.peft_config.inference_mode = True
+        adapter.state = peft_state(model)
+        detach(model, base_model)
+    return adapter
+
+
+def train_adapter(base_model, tokenizer, location: str, device: str, job: TrainingJob,
+                  observers: list[TrainingObserver] = (), eval_batch_size: int = 32) -> Adapter:
+    """Train ``job`` on ``base_model`` (which must have no adapter attached) and return the adapter."""
+    options = job.options
+    history = TrainingHistory()
+    observer = Observers([history, *observers])
+    with global_rngs_kept(device), quiet_library_notices():
+        with seeded(options.seed, device):
+            model = build_trainable(base_model, options, location)
+        model.train()
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        task_metric = _accuracy_metric(tokenizer, job, eval_batch_size) if job.val is not None else None
+        right_padding = copy.copy(tokenizer)
+        right_padding.padding_side = "right"
+        collator = CountingCollator(DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100))
+        stop_flag = threading.Event()
+        supervisor = Supervisor(observer, task_metric, options.early_stopping,
+                                lambda: _snapshot(model, options.method), stop_flag)
+        callbacks: list[TrainerCallback] = [supervisor, Reporter(observer, collator)]
+        if options.method == "unfreeze":
+            groups = layer_groups(model, options.unfreeze_groups)
+            every = options.unfreeze_every or max(1, job.total_steps // len(groups))
+            callbacks.append(Unfreeze(model, groups, every))
+        observer.start(TrainingPlan(job.total_steps, options.method, trainable))
+        with tempfile.TemporaryDirectory(prefix="ftpe-train-") as output_dir:
+            trainer = _trainer(model, tokenizer, job, device, output_dir, callbacks, collator)
+            started = time.perf_counter()
+            interrupted = _run(trainer, stop_flag, model, base_model, options.batch_size, options.grad_accum)
+            seconds = time.perf_counter() - started
+        adapter = _adapter(model, job, base_model, trainable, seconds, supervisor, interrupted, history)
+    observer.end(adapter)
+    return adapter

@@ -1,0 +1,171 @@
+"""Options declared once: a dataclass field carries its default, help text, choices and range.
+
+Like peft's config dataclasses, every option of a magic is one field here; the magics build their
+``magic_arguments`` from these fields, the README table is checked against them, and
+:func:`check_ranges` validates every value (NaN and infinities included) before any work starts,
+so a bad value is a one-line error naming the flag, never a traceback from deep inside a library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FtpeError
+
+NORMALISATIONS = ("none", "tokens", "chars")
+SELECTIONS = ("random", "balanced", "similar")
+
+
+def option(default: Any, help: str, *, choices: Sequence[str] | None = None, low: float | None = None,
+           high: float | None = None, low_open: bool = False, high_open: bool = False, metavar: str | None = None,
+           flag: str | None = None, required: bool = False, config: str | None = None) -> Any:
+    """A dataclass field that is also a magic option.
+
+    ``low``/``high`` bound numbers (``*_open`` excludes the bound); ``config`` names the ``Ftpe``
+    setting that applies when the option is left at ``None``; ``flag`` overrides ``--field-name``.
+    """
+    meta = {"help": help, "choices": tuple(choices) if choices else None, "low": low, "high": high,
+            "low_open": low_open, "high_open": high_open, "metavar": metavar, "flag": flag, "required": required,
+            "config": config}
+    return field(default=default, metadata={"ftpe": meta})
+
+
+def option_fields(options_class: type) -> list[dataclasses.Field]:
+    """The fields of ``options_class`` that are magic options, in declaration order."""
+    return [f for f in dataclasses.fields(options_class) if "ftpe" in f.metadata]
+
+
+def flag_of(item: dataclasses.Field) -> str:
+    return item.metadata["ftpe"]["flag"] or "--" + item.name.replace("_", "-")
+
+
+def _range_text(meta: dict) -> str:
+    low, high = meta["low"], meta["high"]
+    if low is not None and high is not None:
+        return (f"{'above' if meta['low_open'] else 'at least'} {low:g} and "
+                f"{'below' if meta['high_open'] else 'at most'} {high:g}")
+    if low is not None:
+        return f"{'above' if meta['low_open'] else 'at least'} {low:g}"
+    return f"{'below' if meta['high_open'] else 'at most'} {high:g}"
+
+
+def check_value(item: dataclasses.Field, value: Any) -> None:
+    """Raise a one-line :class:`FtpeError` when ``value`` is outside the option's declared range."""
+    meta = item.metadata["ftpe"]
+    if value is None:
+        return
+    if meta["choices"] and value not in meta["choices"]:
+        raise FtpeError(f"{flag_of(item)} must be one of {', '.join(meta['choices'])}, not {value!r}.")
+    if meta["low"] is None and meta["high"] is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FtpeError(f"{flag_of(item)} must be a finite number {_range_text(meta)}, not {value!r}.")
+    low, high = meta["low"], meta["high"]
+    below = low is not None and (value <= low if meta["low_open"] else value < low)
+    above = high is not None and (value >= high if meta["high_open"] else value > high)
+    if below or above:
+        raise FtpeError(f"{flag_of(item)} must be {_range_text(meta)} (got {value:g}).")
+
+
+def check_ranges(options: Any) -> None:
+    """Check every option field of a dataclass instance against its declaration."""
+    for item in option_fields(type(options)):
+        check_value(item, getattr(options, item.name))
+
+
+def with_config_defaults(options: Any, config: Any) -> Any:
+    """A copy of ``options`` where every field left at ``None`` takes its ``Ftpe`` setting."""
+    updates = {}
+    for item in option_fields(type(options)):
+        setting = item.metadata["ftpe"]["config"]
+        if setting and getattr(options, item.name) is None:
+            updates[item.name] = getattr(config, setting)
+    return dataclasses.replace(options, **updates) if updates else options
+
+
+def split_list(text: str | Sequence | None, what: str, cast: type = str) -> list | None:
+    """``"a, b,c"`` (or a list) to a list, with a one-line error naming the option for a bad item."""
+    if text is None or text == "":
+        return None
+    items = [part.strip() for part in text.split(",")] if isinstance(text, str) else list(text)
+    try:
+        return [cast(item) for item in items if item != ""]
+    except (TypeError, ValueError):
+        raise FtpeError(f"{what} takes a comma-separated list of {cast.__name__} values, e.g. 0,1,2,4,8; "
+                        f"got {text!r}.") from None
+
+
+@dataclass
+class DataOptions:
+    """How a labelled dataset is read and scored (shared by %%fewshot, %%compare and %%finetune)."""
+
+    input_col: str = option("text", "Column holding the input text.")
+    label_col: str = option("label", "Column holding the label, or the reference answer for generation tasks.")
+    labels: str | None = option(None, "The label set, comma-separated (default: the labels seen in the data).")
+    label_names: str | None = option(None, "Label values as words, e.g. 0=negative,1=positive.")
+
+
+@dataclass
+class EvalOptions:
+    """How an eval set is scored (%%fewshot and %%compare)."""
+
+    limit: int | None = option(None, "Score only the first N eval examples.", low=1)
+    norm: str = option("none", "Length normalisation of label log-likelihoods.", choices=NORMALISATIONS)
+    batch_size: int | None = option(None, "Examples per forward pass (default: Ftpe.batch_size).", low=1,
+                                    config="batch_size")
+    max_new_tokens: int | None = option(None, "Tokens generated by generation and chain-of-thought conditions.",
+                                        low=1)
+    metric: str | None = option(None, "Score generated text: exact, contains, regex, f1, or a notebook function "
+                                      "f(prediction, reference) -> float.")
+    seed: int = option(0, "Seed for drawing examples and for sampling.")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclass
+class FewShotOptions:
+    """What %%fewshot builds: which demonstrations, how many, in how many orders."""
+
+    k: int = option(4, "Examples in the prompt.", low=0)
+    select: str = option("random", "random; balanced (round-robin over labels); similar (nearest by the model's "
+                                   "own embeddings).", choices=SELECTIONS)
+    orders: int = option(1, "Score the same examples in N orders: mean and spread.", low=1)
+    sweep_k: str | None = option(None, "Comma-separated k values, e.g. 0,1,2,4,8: accuracy against k.")
+    allow_overlap: bool = option(False, "Keep training examples whose text is also in the eval set "
+                                        "(excluded by default).")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        sweep = split_list(self.sweep_k, "--sweep-k", int)
+        if sweep is not None and (not sweep or min(sweep) < 0):
+            raise FtpeError("--sweep-k takes k values of 0 or more, e.g. 0,1,2,4,8.")
+
+    @property
+    def sweep(self) -> list[int] | None:
+        return split_list(self.sweep_k, "--sweep-k", int)
+
+
+@dataclass
+class CompareOptions:
+    """How %%compare runs its conditions."""
+
+    samples: int = option(1, "Samples per example for consistency (labels drawn from the model's label "
+                             "distribution; generation at temperature 0.7).", low=1)
+    answer_regex: str | None = option(None, "How chain-of-thought answers are found in the reasoning (the last "
+                                            "match; group 1 if it has groups).")
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.answer_regex is not None:
+            import re
+
+            try:
+                re.compile(self.answer_regex)
+            except re.error as error:
+                raise FtpeError(f"--answer-regex {self.answer_regex!r} is not a valid regular expression: "
+                                f"{error}.") from None

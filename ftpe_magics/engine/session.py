@@ -1,0 +1,327 @@
+"""The one model session a notebook shares between cells: a thin facade over three parts.
+
+- :class:`~.model.LoadedModel`: the base model and tokenizer, loaded once;
+- :class:`~.adapters.AdapterRegistry`: named adapters on that base, and which one is active;
+- :class:`~.runs.RunLog`: prompt history, named runs and few-shot configurations.
+
+Everything the magics do is a method here, so the same work runs from plain Python
+(``Session().prompt(...)``), from tests, benchmarks and worker processes. A failed call never
+drops the model. Messages for the user go through ``log`` (the ``ftpe_magics`` logger unless
+given; the magics pass ``print``), never straight to stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .adapters import Adapter, AdapterRegistry, load_adapter, save_adapter
+from .compare import CompareResult, ConditionContext, parse_conditions, run_conditions
+from .config import Ftpe
+from .data import Examples, as_rows, load_examples, share_label_set
+from .evaluation import Evaluator
+from .fewshot import FewShotConfig
+from .finetune.features import split_validation
+from .finetune.observers import TrainingObserver
+from .finetune.options import FinetuneOptions
+from .generation import GenerationSettings, generate_texts
+from .metrics import resolve_metric
+from .model import LoadedModel, check_reachable, folder_for, resolve_device, resolve_dtype, resolve_source
+from .model import display_path as _display_path
+from .options import CompareOptions, DataOptions, EvalOptions, FewShotOptions, with_config_defaults
+from .prompting import PromptResult
+from .runs import RunLog
+from .templates import ExampleTemplate, fill
+
+_LOGGER = logging.getLogger("ftpe_magics")
+
+
+class Session:
+    """A loaded model and tokenizer, its adapters, and the runs made with them."""
+
+    def __init__(self, config: Ftpe | None = None, log: Callable[[str], None] | None = None) -> None:
+        self.config = config or Ftpe()
+        self.log = log or _LOGGER.info
+        self.loaded_model = LoadedModel()
+        self.adapters = AdapterRegistry(self.loaded_model)
+        self.runs = RunLog()
+
+    # -- the parts, as the rest of the package and user code read them -------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self.loaded_model.loaded
+
+    @property
+    def model(self):
+        """The model every call runs now: the base, or the active adapter on it."""
+        return self.adapters.model
+
+    @property
+    def base_model(self):
+        return self.loaded_model.model
+
+    @property
+    def tokenizer(self):
+        return self.loaded_model.tokenizer
+
+    @property
+    def model_key(self) -> str:
+        """Names the weights in use now (this load, this adapter): a cache key that dies with them."""
+        return f"{self.loaded_model.load_id}:{self.adapters.active or 'base'}"
+
+    @property
+    def active_adapter(self) -> str | None:
+        return self.adapters.active
+
+    @property
+    def source(self):
+        return self.loaded_model.source
+
+    @property
+    def device(self) -> str | None:
+        return self.loaded_model.device
+
+    @property
+    def load_count(self) -> int:
+        return self.loaded_model.load_count
+
+    @property
+    def load_seconds(self) -> float:
+        return self.loaded_model.load_seconds
+
+    @property
+    def history(self) -> list[PromptResult]:
+        return self.runs.history
+
+    @property
+    def named_runs(self) -> dict[str, PromptResult]:
+        return self.runs.named_runs
+
+    @property
+    def fewshot_configs(self) -> dict[str, FewShotConfig]:
+        return self.runs.fewshot_configs
+
+    def parameter_count(self) -> int:
+        return self.loaded_model.parameter_count()
+
+    # -- model lifecycle -----------------------------------------------------------------------------
+    def load(self, model: str | None = None, device: str | None = None, dtype: str | None = None,
+             trust_remote_code: bool = False) -> Session:
+        """Load a model (default: ``config.default_model``, else the bundled SmolLM2), freeing any other first."""
+        started = time.perf_counter()
+        source = resolve_source(model if model is not None else (self.config.default_model or None))
+        target_device = resolve_device(device or self.config.device)
+        torch_dtype = resolve_dtype(dtype or self.config.dtype, target_device)
+        location = folder_for(source, self.config.cache_dir, self.log)
+        if source.kind == "hub":
+            check_reachable(location, trust_remote_code)  # before the current model is freed
+        if self.adapters:
+            self.log(f"Dropped {len(self.adapters)} adapter(s) trained on {self.source.label}: they belong to "
+                     "that model (%ftpe save keeps one before loading another).")
+        self.adapters.clear()
+        self.loaded_model.load(source, location, target_device, torch_dtype, trust_remote_code, started)
+        return self
+
+    def unload(self, quiet: bool = False) -> None:
+        """Free the model so its memory (GPU included) goes back."""
+        if not self.loaded:
+            return
+        label = self.source.label if self.source else "model"
+        if self.adapters and not quiet:
+            self.log(f"Dropped {len(self.adapters)} adapter(s) trained on {label}: %ftpe save them first to keep them.")
+        self.adapters.clear()
+        self.loaded_model.unload()
+        if not quiet:
+            self.log(f"Unloaded {label}.")
+
+    def require_model(self) -> None:
+        """Load the default model if none is loaded, saying so in one line."""
+        if not self.loaded:
+            self.log("No model loaded: loading the default model (%ftpe load to choose another).")
+            self.load()
+
+    def status(self) -> dict[str, Any]:
+        """Model, source, device, dtype, parameters, load time, memory, adapters, runs: ``%ftpe status``."""
+        return dict(self.loaded_model.status_rows() + [
+            ("adapters", ", ".join(self.adapters) or "(none)"), ("active", self.adapters.active or "base"),
+            ("runs this session", len(self.runs.history)), ("cache folder", _display_path(self.config.cache_dir))])
+
+    # -- adapters ------------------------------------------------------------------------------------
+    def adapter(self, name: str) -> Adapter:
+        return self.adapters.require(name)
+
+    def use(self, name: str) -> None:
+        """Make adapter ``name`` (or ``base``) the model of every later call, ``session.model`` included."""
+        self.require_model()
+        self.adapters.use(name)
+
+    @contextmanager
+    def using(self, name: str) -> Iterator[None]:
+        """Run a block with adapter ``name`` (or ``base``) active, then switch back."""
+        self.require_model()
+        with self.adapters.using(name):
+            yield
+
+    def add_adapter(self, adapter: Adapter) -> None:
+        self.adapters.add(adapter)
+
+    def delete_adapter(self, name: str) -> None:
+        self.adapters.delete(name)
+
+    def save_adapter(self, name: str, path: str) -> str:
+        return str(save_adapter(self.adapters.require(name), path))
+
+    def load_adapter(self, path: str, name: str | None = None) -> Adapter:
+        self.require_model()
+        adapter = load_adapter(path, name or Path(path).expanduser().name, self.device)
+        self.adapters.add(adapter)
+        return adapter
+
+    def adapters_table(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.adapters.rows())
+
+    def history_table(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.runs.history_rows())
+
+    # -- prompting -----------------------------------------------------------------------------------
+    def settings(self, **overrides: Any) -> GenerationSettings:
+        """Generation settings from the config, with any non-None overrides."""
+        given = GenerationSettings(**{key: value for key, value in overrides.items() if value is not None})
+        return with_config_defaults(given, self.config)
+
+    def prompt(self, template: str, namespace: Mapping[str, Any] | None = None, over: Any = None,
+               name: str | None = None, stream: bool = False, **settings: Any) -> PromptResult:
+        """Fill ``template`` (per row of ``over`` if given) and generate; a ``name`` keeps it for re-run diffs."""
+        namespace = namespace or {}
+        gen_settings = self.settings(**settings)
+        rows = as_rows(over) if over is not None else None
+        prompts = ([fill(template, {**namespace, **row}) for row in rows] if rows is not None
+                   else [fill(template, namespace)])
+        self.require_model()
+        run = generate_texts(self.model, self.tokenizer, prompts, gen_settings, stream=stream)
+        result = PromptResult(template=template, prompts=prompts, outputs=run.outputs, settings=run.settings,
+                              model=self.source.label, seconds=run.seconds, prompt_tokens=run.prompt_tokens,
+                              rows=rows, name=name, interrupted=run.interrupted, previous=self.runs.previous(name))
+        self.runs.record_prompt(result)
+        return result
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def examples(self, source: Any, what: str, data: DataOptions | None = None, limit: int | None = None,
+                 require_labels: bool = True) -> Examples:
+        """Load a dataset argument (DataFrame, Dataset, list of dicts, CSV/TSV/JSONL path), checked."""
+        data = data or DataOptions()
+        loaded = load_examples(source, data.input_col, data.label_col, data.labels, data.label_names, what=what,
+                               require_labels=require_labels)
+        return loaded.head(limit) if limit else loaded
+
+    def evaluator(self, eval_data: Examples, evaluation: EvalOptions, namespace: Mapping[str, Any] | None = None,
+                  compare: CompareOptions | None = None) -> Evaluator:
+        self.require_model()
+        compare = compare or CompareOptions()
+        metric = resolve_metric(evaluation.metric, namespace) if evaluation.metric else None
+        defaults = self.settings(batch_size=evaluation.batch_size)
+        return Evaluator(self, eval_data, defaults, metric=metric, norm=evaluation.norm, samples=compare.samples,
+                         seed=evaluation.seed, max_new_tokens=evaluation.max_new_tokens,
+                         answer_regex=compare.answer_regex, namespace=namespace)
+
+    def fewshot(self, body: str, train: Any, eval: Any, *, name: str | None = None,
+                fewshot: FewShotOptions | None = None, data: DataOptions | None = None,
+                evaluation: EvalOptions | None = None, namespace: Mapping[str, Any] | None = None,
+                **options: Any) -> CompareResult:
+        """Score k-shot prompts built from ``train`` on ``eval``; the named config is kept for %%compare.
+
+        Options come as option objects or as keywords (``k=4, select="balanced", limit=100``).
+        With ``metric`` the task is generation: the answer is generated after the prompt and scored.
+        """
+        fewshot, data, evaluation = _split_options(options, fewshot or FewShotOptions(), data or DataOptions(),
+                                                   evaluation or EvalOptions())
+        template = ExampleTemplate.from_body(body)
+        eval_data = self.examples(eval, "--eval", data, evaluation.limit)
+        train_data = self.examples(train, "--train", data)
+        share_label_set(eval_data, train_data, data.labels)
+        config = FewShotConfig(name or f"fewshot-k{fewshot.k}", template, train_data, k=fewshot.k,
+                               select=fewshot.select, seed=evaluation.seed, orders=fewshot.orders,
+                               allow_overlap=fewshot.allow_overlap)
+        evaluator = self.evaluator(eval_data, evaluation, namespace)
+        if fewshot.sweep:
+            results = [evaluator.fewshot(f"{config.name} k={value}", config, k=value) for value in fewshot.sweep]
+        else:
+            results = [evaluator.fewshot(config.name, config)]
+        self.runs.keep_fewshot(config)
+        self.runs.remember_scores(results)
+        return CompareResult(results, eval_data.texts, title=config.name)
+
+    def compare(self, body: str, eval: Any, *, compare: CompareOptions | None = None, data: DataOptions | None = None,
+                evaluation: EvalOptions | None = None, namespace: Mapping[str, Any] | None = None,
+                **options: Any) -> CompareResult:
+        """Run every condition of ``body`` (one per line) on the same eval set, in one table."""
+        compare, data, evaluation = _split_options(options, compare or CompareOptions(), data or DataOptions(),
+                                                   evaluation or EvalOptions())
+        specs = parse_conditions(body)
+        eval_data = self.examples(eval, "--eval", data, evaluation.limit, require_labels=evaluation.metric is None)
+        evaluator = self.evaluator(eval_data, evaluation, namespace, compare)
+        results = run_conditions(ConditionContext(self.adapters, self.runs.fewshot_configs), evaluator, specs)
+        self.runs.remember_scores(results)
+        return CompareResult(results, eval_data.texts)
+
+    # -- fine-tuning ---------------------------------------------------------------------------------
+    def finetune(self, body: str, train: Any, name: str, eval: Any = None, *,
+                 finetune: FinetuneOptions | None = None, data: DataOptions | None = None,
+                 observers: Sequence[TrainingObserver] = (), **options: Any) -> Adapter:
+        """Train adapter ``name`` on ``train`` with the example template ``body``; the base model stays intact.
+
+        Options come as a :class:`FinetuneOptions` or as keywords (``method="lora", epochs=2``);
+        ``observers`` hear of every step, log, validation and the end (the live view is one).
+        """
+        finetune, data = _split_options(options, finetune or FinetuneOptions(), data or DataOptions())
+        template = ExampleTemplate.from_body(body)
+        self.require_model()
+        train_data = self.examples(train, "--train", data)
+        val_data = None
+        if eval is not None:
+            val_data = self.examples(eval, "--eval", data)
+            share_label_set(train_data, val_data, data.labels)
+        elif finetune.val_split:
+            train_data, val_data = split_validation(train_data, finetune.val_split, finetune.seed)
+        from .finetune.train import prepare, train_adapter  # transformers' Trainer: imported when first used
+
+        job = prepare(self.tokenizer, name, template, train_data, val_data, finetune)
+        self.adapters.use("base")
+        loaded = self.loaded_model
+        adapter = train_adapter(loaded.model, loaded.tokenizer, loaded.location, loaded.device, job,
+                                list(observers), eval_batch_size=self.config.batch_size)
+        self.adapters.add(adapter)
+        return adapter
+
+
+def _split_options(given: dict[str, Any], *defaults: Any) -> tuple:
+    """Spread keyword options over the option objects that declare them; an unknown keyword is an error."""
+    remaining = dict(given)
+    out = []
+    for options in defaults:
+        names = {f.name for f in dataclasses.fields(options)}
+        mine = {key: remaining.pop(key) for key in list(remaining) if key in names}
+        out.append(dataclasses.replace(options, **mine) if mine else options)
+    if remaining:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(remaining))}")
+    return tuple(out)
+
+
+_SESSION: Session | None = None
+
+
+def get_session() -> Session:
+    """The session the magics use; plain Python code can share it."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = Session()
+    return _SESSION
