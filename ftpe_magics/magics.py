@@ -8,6 +8,7 @@ user can fix is an :class:`FtpeError`, shown as IPython's one-line ``UsageError`
 from __future__ import annotations
 
 import functools
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,18 @@ from .engine.config import DEVICES, DTYPES
 from .engine.errors import FtpeError
 from .engine.finetune.options import FinetuneOptions
 from .engine.generation import GenerationSettings
+from .engine.model import display_path
 from .engine.options import CompareOptions, DataOptions, EvalOptions, FewShotOptions
 from .engine.session import Session
 
 LINE_MAGICS = ("ftpe",)
 CELL_MAGICS = ("prompt", "fewshot", "compare", "finetune")
-ACTIONS = ("load", "status", "unload", "history", "adapters", "use", "save", "load-adapter", "delete")
+ACTIONS = ("load", "status", "unload", "history", "adapters", "use", "save", "load-adapter", "delete", "debug")
 
 
 def user_errors(method: Callable) -> Callable:
-    """Show an :class:`FtpeError` as IPython's one-line UsageError instead of a traceback."""
+    """Show an :class:`FtpeError` as IPython's one-line UsageError instead of a traceback; any other
+    exception is one line too, its traceback kept for ``%ftpe debug``."""
 
     @functools.wraps(method)
     def wrapper(self, *args: Any, **kwargs: Any) -> Any:
@@ -42,6 +45,11 @@ def user_errors(method: Callable) -> Callable:
             return method(self, *args, **kwargs)
         except FtpeError as error:
             raise UsageError(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - a bug or a library failure: one line, traceback on request
+            self.last_traceback = traceback.format_exc()
+            first = (str(error).strip().splitlines() or [""])[0][:160]
+            raise UsageError(f"{type(error).__name__}: {first} (unexpected; the model stays loaded, and "
+                             "%ftpe debug shows the traceback)") from None
 
     return wrapper
 
@@ -57,6 +65,7 @@ class FtpeMagics(Magics):
     def __init__(self, shell, session: Session) -> None:
         super().__init__(shell)
         self.session = session
+        self.last_traceback: str | None = None  # of the last unexpected error, for %ftpe debug
 
     def _variable(self, name: str, option: str, path_ok: bool = False) -> Any:
         if name in self.shell.user_ns:
@@ -75,7 +84,8 @@ class FtpeMagics(Magics):
               help="load [MODEL]: load a model (hub id, folder or .gguf; none = the default); "
                    "status: model, device, memory; unload: free the model; history: runs of this session; "
                    "adapters: list adapters; use NAME|base: switch the active model; save NAME PATH: write an "
-                   "adapter; load-adapter PATH: read one; delete NAME: forget one.")
+                   "adapter; load-adapter PATH: read one; delete NAME: forget one; debug: the traceback of the "
+                   "last unexpected error.")
     @argument("model", nargs="?", default=None,
               help="For load: hub id, local folder or .gguf file; for use/save/delete: adapter name; "
                    "for load-adapter: its folder.")
@@ -92,7 +102,7 @@ class FtpeMagics(Magics):
         args = parse(self.ftpe, line)
         action = {"load": self._load, "status": self._status, "unload": self._unload, "history": self._history,
                   "adapters": self._adapters, "load-adapter": self._load_adapter, "use": self._use,
-                  "save": self._save, "delete": self._delete}[args.action]
+                  "save": self._save, "delete": self._delete, "debug": self._debug}[args.action]
         action(args)
 
     def _load(self, args) -> None:
@@ -116,6 +126,9 @@ class FtpeMagics(Magics):
         session = self.session
         display(session.adapters_table() if session.adapters else "No adapters yet: train one with %%finetune.")
 
+    def _debug(self, args) -> None:
+        print(self.last_traceback or "No unexpected error in this session.")
+
     def _load_adapter(self, args) -> None:
         if not args.model:
             raise FtpeError("Usage: %ftpe load-adapter PATH [--name NAME]")
@@ -137,7 +150,7 @@ class FtpeMagics(Magics):
         name = self._adapter_name(args)
         if not args.path:
             raise FtpeError("Usage: %ftpe save NAME PATH")
-        print(f"Saved adapter {name!r} to {self.session.save_adapter(name, args.path)}.")
+        print(f"Saved adapter {name!r} to {display_path(self.session.save_adapter(name, args.path))}.")
 
     def _delete(self, args) -> None:
         name = self._adapter_name(args)

@@ -108,7 +108,7 @@ def prompt_result_html(result: PromptResult) -> str:
 
 
 # -- %%compare ---------------------------------------------------------------------------------------
-def _formatted_table(table):
+def _formatted_table(table, best: str):
     shown = table.copy()
     for column in ("accuracy", "accuracy_low", "accuracy_high", "macro_f1", "consistency", "order_spread"):
         if column in shown:
@@ -117,17 +117,24 @@ def _formatted_table(table):
     shown["prompt_tokens"] = shown["prompt_tokens"].map(lambda v: f"{v:.0f}")
     shown["train_seconds"] = shown["train_seconds"].map(lambda v: f"{v:.1f}")
     shown["trainable_params"] = shown["trainable_params"].map(lambda v: f"{v:,}")
-    shown["p_vs_best"] = shown["p_vs_best"].map(lambda v: "best" if v is None or v != v else f"{v:.3g}")
+    shown["p_vs_best"] = shown["p_vs_best"].map(lambda v: "–" if v is None or v != v else f"{v:.3g}")
+    shown.loc[shown["condition"] == best, "p_vs_best"] = "best"
+    shown["interrupted"] = shown["interrupted"].map(lambda v: "interrupted" if v else "")
     return shown
 
 
 def summary_html(result: CompareResult) -> str:
     table = result.to_pandas()
-    chart = accuracy_bars(list(table["condition"]), list(table["accuracy"]), list(table["accuracy_low"]),
-                          list(table["accuracy_high"]))
+    scored = table[~table["interrupted"]]
+    chart = accuracy_bars(list(scored["condition"]), list(scored["accuracy"]), list(scored["accuracy_low"]),
+                          list(scored["accuracy_high"]))
     note = ("<p style='color:gray'>accuracy with a 95% bootstrap interval; p_vs_best: exact McNemar test "
             "against the best condition on the same examples; latency per example.</p>")
-    return (_formatted_table(table).to_html(index=False, classes="ftpe-compare-table") + note
+    stopped = list(table.loc[table["interrupted"], "condition"])
+    if stopped:
+        note += (f"<p style='color:#b00'><b>Interrupted:</b> {html.escape(', '.join(stopped))} (stopped before the "
+                 "end; partial outputs kept in the Errors tab and in .examples(), not scored).</p>")
+    return (_formatted_table(table, result.best.condition).to_html(index=False, classes="ftpe-compare-table") + note
             + img_tag(chart, "accuracy chart"))
 
 
@@ -187,6 +194,9 @@ def compare_html(result: CompareResult) -> str:
 # -- %%fewshot ---------------------------------------------------------------------------------------
 def _fewshot_head(main: ConditionResult) -> list[str]:
     low, high = main.interval
+    if main.interrupted:
+        return [f"<p><b>{html.escape(main.condition)}</b>: <b style='color:#b00'>interrupted</b> before every example "
+                "was scored; partial outputs are kept (.examples()), accuracy is not computed.</p>"]
     parts = [f"<p><b>{html.escape(main.condition)}</b>: accuracy <b>{main.accuracy:.3f}</b> "
              f"(95% CI {low:.3f}–{high:.3f}, n={main.n}), {main.latency_ms:.1f} ms per example</p>"]
     if main.order_accuracies:

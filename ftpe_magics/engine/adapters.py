@@ -10,14 +10,9 @@ train a copy of the model, kept whole: that costs one more model's memory per ad
 from __future__ import annotations
 
 import copy
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,8 +20,6 @@ import torch
 from .errors import FtpeError, did_you_mean
 from .scoped import quiet_library_notices
 from .templates import ExampleTemplate
-
-_META = "ftpe_adapter.json"
 
 
 @dataclass
@@ -46,6 +39,8 @@ class Adapter:
     interrupted_at: int | None = None
     steps: int = 0
     history: list[dict] = field(default_factory=list, repr=False)
+    base_model_id: str = ""      # the model it was trained on: its hub id or name, never a path of this machine
+    base_fingerprint: str = ""   # LoadedModel.fingerprint of that model, checked when the adapter is loaded
 
     def summary(self) -> dict:
         return {"name": self.name, "method": self.method, "trainable_params": self.trainable_params,
@@ -58,7 +53,8 @@ class Adapter:
         return {"method": self.method, "template": template.template if template else None,
                 "instructions": template.instructions if template else "", "chat": self.chat,
                 "label_set": self.label_set, "input_col": self.input_col, "trainable_params": self.trainable_params,
-                "train_seconds": self.train_seconds, "best_metric": self.best_metric, "steps": self.steps}
+                "train_seconds": self.train_seconds, "best_metric": self.best_metric, "steps": self.steps,
+                "base_model": self.base_model_id, "base_fingerprint": self.base_fingerprint}
 
 
 def is_prompt_learning(model) -> bool:
@@ -72,9 +68,15 @@ def attach(base_model, adapter: Adapter):
         return adapter.model
     from peft import get_peft_model, set_peft_model_state_dict
 
+    config = copy.deepcopy(adapter.peft_config)
+    config.base_model_name_or_path = None  # which base it belongs to is checked by fingerprint, not by this name
     with quiet_library_notices():
-        wrapper = get_peft_model(base_model, copy.deepcopy(adapter.peft_config))
-        set_peft_model_state_dict(wrapper, adapter.state)
+        wrapper = get_peft_model(base_model, config)
+        try:
+            set_peft_model_state_dict(wrapper, adapter.state)
+        except BaseException:  # weights of another shape: take the fresh layers off the base again
+            detach(wrapper, base_model)
+            raise
     wrapper.eval()
     return wrapper
 
@@ -93,62 +95,6 @@ def peft_state(wrapper) -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
     return {key: value.detach().clone() for key, value in get_peft_model_state_dict(wrapper).items()}
-
-
-def save_adapter(adapter: Adapter, path: str | os.PathLike) -> Path:
-    """Write the adapter (peft format, or a transformers folder for a full copy) atomically."""
-    target = Path(path).expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        if adapter.model is not None:
-            adapter.model.save_pretrained(staging)
-        else:
-            from safetensors.torch import save_file
-
-            adapter.peft_config.save_pretrained(staging)
-            save_file({k: v.contiguous() for k, v in adapter.state.items()}, staging / "adapter_model.safetensors")
-        (staging / _META).write_text(json.dumps(adapter.metadata(), indent=2))
-        if target.exists():
-            backup = target.with_name(f".{target.name}.old")
-            os.replace(target, backup)
-            os.replace(staging, target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def load_adapter(path: str | os.PathLike, name: str, device: str) -> Adapter:
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise FtpeError(f"No adapter folder at {folder}.")
-    meta = json.loads((folder / _META).read_text()) if (folder / _META).is_file() else {}
-    template = ExampleTemplate(meta["template"], meta.get("instructions", "")) if meta.get("template") else None
-    common = {"name": name, "template": template, "chat": meta.get("chat", False),
-              "label_set": meta.get("label_set", []), "input_col": meta.get("input_col", "text"),
-              "trainable_params": meta.get("trainable_params", 0), "train_seconds": meta.get("train_seconds", 0.0),
-              "best_metric": meta.get("best_metric"), "steps": meta.get("steps", 0)}
-    if (folder / "adapter_config.json").is_file():
-        from peft import PeftConfig
-        from safetensors.torch import load_file
-
-        config = PeftConfig.from_pretrained(str(folder))
-        weights = folder / "adapter_model.safetensors"
-        if not weights.is_file():
-            raise FtpeError(f"{folder} has no adapter_model.safetensors (only safetensors adapters are loaded).")
-        method = meta.get("method") or {"LORA": "lora", "IA3": "ia3", "PROMPT_TUNING": "prompt-tuning"}.get(
-            str(config.peft_type.value if hasattr(config.peft_type, "value") else config.peft_type), "lora")
-        config.inference_mode = True
-        return Adapter(method=method, peft_config=config, state=load_file(str(weights), device=device), **common)
-    if (folder / "config.json").is_file():
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True).to(device).eval()
-        return Adapter(method=meta.get("method", "full"), model=model, **common)
-    raise FtpeError(f"{folder} holds neither a peft adapter (adapter_config.json) nor a model (config.json).")
 
 
 class AdapterRegistry(Mapping):

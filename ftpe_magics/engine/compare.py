@@ -122,9 +122,21 @@ def check_references(context: ConditionContext, specs: list[ConditionSpec]) -> N
 
 
 def run_conditions(context: ConditionContext, evaluator: Evaluator,
-                   specs: list[ConditionSpec]) -> list[ConditionResult]:
+                   specs: list[ConditionSpec]) -> tuple[list[ConditionResult], list[str]]:
+    """Every condition in order, and the labels of those the stop button kept from running.
+
+    A condition cut short is kept, marked ``interrupted`` with its partial outputs; nothing after it runs.
+    """
     check_references(context, specs)
-    return [RUNNERS[spec.kind](context, evaluator, spec) for spec in specs]
+    results: list[ConditionResult] = []
+    for index, spec in enumerate(specs):
+        try:
+            results.append(RUNNERS[spec.kind](context, evaluator, spec))
+        except KeyboardInterrupt:  # stopped outside a forward pass (tokenising, selecting demonstrations)
+            return results, [s.label for s in specs[index:]]
+        if results[-1].interrupted:
+            return results, [s.label for s in specs[index + 1:]]
+    return results, []
 
 
 @dataclass
@@ -141,7 +153,9 @@ class CompareResult:
 
     @property
     def best(self) -> ConditionResult:
-        return max(self.conditions, key=lambda c: c.accuracy)
+        """The most accurate condition that ran to the end (an interrupted one is not scored)."""
+        finished = [c for c in self.conditions if not c.interrupted] or self.conditions
+        return max(finished, key=lambda c: c.accuracy)
 
     def _row(self, result: ConditionResult, best: ConditionResult) -> dict:
         low, high = result.interval
@@ -150,7 +164,8 @@ class CompareResult:
                "consistency": result.consistency, "latency_ms": result.latency_ms,
                "prompt_tokens": result.mean_prompt_tokens, "trainable_params": result.trainable_params,
                "train_seconds": result.train_seconds,
-               "p_vs_best": None if result is best else mcnemar_p(result.correct, best.correct), "n": result.n}
+               "p_vs_best": None if result is best or result.interrupted or best.interrupted
+               else mcnemar_p(result.correct, best.correct), "n": result.n, "interrupted": result.interrupted}
         if result.order_accuracies:
             row["order_spread"] = float(np.std(result.order_accuracies))
         return row

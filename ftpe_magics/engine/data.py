@@ -9,12 +9,13 @@ through :func:`as_rows` here too.
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import FtpeError
+from .errors import FtpeError, check_text
 
 
 def as_rows(value: Any, what: str = "--over") -> list[dict]:
@@ -41,6 +42,7 @@ class Examples:
     label_col: str
     labels: list[str]
     label_set: list[str]
+    notices: list[str] = field(default_factory=list)  # what was read differently from the file, for the user
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -73,20 +75,86 @@ def parse_label_names(spec: str | dict | None) -> dict[str, str]:
     return mapping
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise FtpeError(f"{path.name}, line {number}: not valid JSON ({error.msg}). Fix or remove that line.") \
+                from None
+        if not isinstance(rows[-1], dict):
+            raise FtpeError(f"{path.name}, line {number}: a JSONL data file holds one object per line, "
+                            '{"text": ..., "label": ...}.')
+    return rows
+
+
+def _read_delimited(path: Path) -> list[dict]:
+    import pandas as pd
+
+    tsv = path.suffix == ".tsv"
+    try:
+        frame = pd.read_csv(path, sep="\t" if tsv else ",", keep_default_na=False, dtype=str, quoting=3 if tsv else 0)
+    except pd.errors.EmptyDataError:
+        raise FtpeError(f"{path.name} is empty: a data file needs a header row and examples.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        detail = str(error).strip().splitlines()[-1]
+        raise FtpeError(f"{path.name} could not be read as {'TSV' if tsv else 'CSV'}: {detail}. Fix that row "
+                        "(a stray separator or quote), or load it yourself into a DataFrame.") from None
+    return frame.to_dict("records")
+
+
 def read_table(path: str | Path) -> list[dict]:
+    """Rows of a CSV, TSV or JSONL file; a parser error is one line naming the file and the line."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FtpeError(f"No data file at {path}.")
     if path.suffix in (".jsonl", ".json"):
-        lines = path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        return _read_jsonl(path)
     if path.suffix not in (".csv", ".tsv", ".txt"):
         raise FtpeError(f"Cannot read {path.name}: use a .csv, .tsv or .jsonl file, a DataFrame or a list of dicts.")
-    import pandas as pd
+    return _read_delimited(path)
 
-    frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False, dtype=str,
-                        quoting=3 if path.suffix == ".tsv" else 0)
-    return frame.to_dict("records")
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _check_inputs(rows: list[dict], input_col: str, what: str) -> None:
+    for number, row in enumerate(rows):
+        value = row.get(input_col)
+        if _missing(value):
+            raise FtpeError(f"{what}: row {number} has no text in column {input_col!r} (NaN or None). Drop such "
+                            f"rows first, e.g. df.dropna(subset=[{input_col!r}]).")
+        if isinstance(value, str):
+            check_text(value, f"{what}: row {number}")
+
+
+def _label_word(value: Any, names: dict[str, str], number: int, what: str, label_col: str) -> str:
+    if _missing(value):
+        raise FtpeError(f"{what}: row {number} has no label in column {label_col!r} (NaN or None). Drop such rows "
+                        f"first, e.g. df.dropna(subset=[{label_col!r}]).")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a column of integers with a gap reads as floats: 1.0 is the label 1
+    raw = str(value)
+    return names.get(raw, names.get(raw.strip(), raw)).strip()
+
+
+def _label_words(rows: list[dict], label_col: str, label_names: str | dict | None, what: str,
+                 notices: list[str]) -> list[str]:
+    names = parse_label_names(label_names)
+    raw = [row.get(label_col, "") for row in rows]
+    words = [_label_word(value, names, number, what, label_col) for number, value in enumerate(raw)]
+    floats = [value for value in raw if isinstance(value, float)]
+    if floats:
+        notices.append(f"{what}: labels in {label_col!r} were floats (e.g. {floats[0]!r}); whole numbers were read "
+                       "as integers (1.0 is the label 1).")
+    padded = sorted({str(value) for value in raw if isinstance(value, str) and value != value.strip()})
+    if padded:
+        notices.append(f"{what}: spaces around labels were removed ({padded[0]!r} is {padded[0].strip()!r}).")
+    return words
 
 
 def load_examples(source: Any, input_col: str = "text", label_col: str = "label", labels: str | list | None = None,
@@ -104,8 +172,9 @@ def load_examples(source: Any, input_col: str = "text", label_col: str = "label"
         if column not in columns:
             raise FtpeError(f"{what} has no column {column!r} (columns: {', '.join(map(str, columns))}). "
                             f"Name the right one with {option}.")
-    names = parse_label_names(label_names)
-    words = [names.get(str(row.get(label_col, "")), str(row.get(label_col, ""))) for row in rows]
+    _check_inputs(rows, input_col, what)
+    notices: list[str] = []
+    words = _label_words(rows, label_col, label_names, what, notices) if label_col in columns else [""] * len(rows)
     if labels:
         label_set = [label.strip() for label in labels.split(",")] if isinstance(labels, str) else list(labels)
         outside = sorted(set(words) - set(label_set))
@@ -114,7 +183,7 @@ def load_examples(source: Any, input_col: str = "text", label_col: str = "label"
                             "Fix --labels or map values with --label-names.")
     else:
         label_set = sorted(set(words), key=_natural_key)
-    return Examples(rows, input_col, label_col, words, label_set)
+    return Examples(rows, input_col, label_col, words, label_set, notices)
 
 
 def share_label_set(first: Examples, second: Examples, labels: str | list | None) -> None:

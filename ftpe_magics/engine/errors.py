@@ -24,3 +24,12 @@ def closest_names(name: str, candidates: Iterable[str], limit: int = 3) -> list[
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     close = closest_names(name, candidates)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_text(text: str, where: str) -> None:
+    """Text the tokenizer cannot encode (a lone surrogate, from a bad decode) is an error naming where it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FtpeError(f"{where} holds text that is not valid Unicode (a lone surrogate, usually from a bad "
+                        "decode). Clean it, e.g. text.encode('utf-8', 'replace').decode().") from None

@@ -57,6 +57,8 @@ class ConditionResult:
     train_seconds: float = 0.0
     order_accuracies: list[float] | None = None
     extra: dict = field(default_factory=dict)
+    # the stop button cut this condition short: its partial outputs are kept, but it is not scored
+    interrupted: bool = False
 
     @property
     def n(self) -> int:
@@ -64,7 +66,7 @@ class ConditionResult:
 
     @property
     def accuracy(self) -> float:
-        return float(np.mean(self.scores))
+        return float("nan") if self.interrupted else float(np.mean(self.scores))
 
     @property
     def correct(self) -> list[bool]:
@@ -72,7 +74,7 @@ class ConditionResult:
 
     @property
     def interval(self) -> tuple[float, float]:
-        return bootstrap_interval(self.scores)
+        return (float("nan"), float("nan")) if self.interrupted else bootstrap_interval(self.scores)
 
     @property
     def macro_f1(self) -> float | None:
@@ -100,6 +102,7 @@ class Scored:
     seconds: float
     prompt_tokens: list[int]
     example_prompt: str = ""
+    interrupted: bool = False
 
 
 class Evaluator:
@@ -124,6 +127,7 @@ class Evaluator:
         self.max_new_tokens = max_new_tokens
         self.answer_regex = answer_regex
         self.namespace = dict(namespace or {})
+        self.notices: list[str] = []  # things the user should know about the scores, said once per run
 
     @property
     def classification(self) -> bool:
@@ -142,15 +146,30 @@ class Evaluator:
         continuations = continuations or [template.continuation(label) for label in labels]
         scored = label_logprobs(self.handle.model, self.handle.tokenizer, contexts, continuations,
                                 self.batch_size, add_special_tokens=add_special_tokens)
+        self._warn_prefix_labels(continuations)
         normalised = scored.normalised(labels, self.norm)
-        predictions = [labels[i] for i in normalised.argmax(axis=1)]
+        predictions = [labels[i] if done else "" for i, done in zip(normalised.argmax(axis=1), scored.complete,
+                                                                     strict=True)]
         samples = None
         if self.samples > 1:  # draw labels from the model's own distribution over the label set
             probs = np.exp(normalised - normalised.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)
             rng = np.random.default_rng(self.seed)
             samples = [[labels[rng.choice(len(labels), p=p)] for _ in range(self.samples)] for p in probs]
-        return Scored(predictions, samples, scored.seconds, scored.prompt_tokens)
+        return Scored(predictions, samples, scored.seconds, scored.prompt_tokens, interrupted=scored.interrupted)
+
+    def _warn_prefix_labels(self, continuations: list[str]) -> None:
+        """Summed log-probabilities favour a label whose tokens begin another's: say so, with the fix."""
+        if self.norm != "none":
+            return
+        ids = [self.handle.tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
+        labels = self.eval_data.label_set
+        for short, long in ((a, b) for a in range(len(ids)) for b in range(len(ids)) if a != b):
+            if len(ids[short]) < len(ids[long]) and ids[long][:len(ids[short])] == ids[short]:
+                self.notices.append(f"Label {labels[short]!r} is the start of {labels[long]!r}: with --norm none "
+                                    f"the shorter one is favoured. Use --norm tokens, or label words that differ "
+                                    "from their first token.")
+                return
 
     def _generate(self, prompts: list[str], raw: bool, max_new_tokens: int | None = None):
         greedy = self.samples == 1
@@ -166,7 +185,7 @@ class Evaluator:
 
     def _result(self, condition: str, kind: str, spec: str, predictions: list[str], outputs: list[str],
                 seconds: float, prompt_tokens: list[int], example_prompt: str, samples=None,
-                **extra) -> ConditionResult:
+                interrupted: bool = False, **extra) -> ConditionResult:
         references = self.eval_data.labels
         if self.classification:
             scores = [float(p == r) for p, r in zip(predictions, references, strict=True)]
@@ -175,7 +194,7 @@ class Evaluator:
         fields = {key: extra.pop(key) for key in ("trainable_params", "train_seconds") if key in extra}
         return ConditionResult(condition, kind, spec, references, predictions, outputs, scores,
                                self.eval_data.label_set if self.classification else None, seconds, prompt_tokens,
-                               example_prompt, samples=samples, extra=extra, **fields)
+                               example_prompt, samples=samples, extra=extra, interrupted=interrupted, **fields)
 
     # -- conditions ------------------------------------------------------------------------------
     def prompt(self, condition: str, template_text: str, kind: str = "prompt") -> ConditionResult:
@@ -187,14 +206,14 @@ class Evaluator:
             scored = self._classify(contexts, template)
             return self._result(condition, kind, template_text, scored.predictions, scored.predictions,
                                 scored.seconds, scored.prompt_tokens, contexts[0] + template.continuation("<label>"),
-                                samples=scored.samples)
+                                samples=scored.samples, interrupted=scored.interrupted)
         prompts = [template.query(row) for row in rows]
         run = self._generate(prompts, raw=False)
         predictions = [_first_line(samples[0]) for samples in run.outputs]
         return self._result(condition, kind, template_text, predictions, [s[0] for s in run.outputs], run.seconds,
                             run.prompt_tokens, prompts[0],
                             samples=[[_first_line(s) for s in row] for row in run.outputs] if self.samples > 1
-                            else None)
+                            else None, interrupted=run.interrupted)
 
     def cot(self, condition: str, template_text: str, answer_prefix: str = "\nSo the answer is") -> ConditionResult:
         """Chain-of-thought: generate reasoning, then take the answer from it (regex, else label likelihood)."""
@@ -206,17 +225,19 @@ class Evaluator:
         flat = [(i, text) for i, samples in enumerate(run.outputs) for text in samples]
         answers: list[str | None] = [self._extract(text) for _, text in flat]
         missing = [j for j, answer in enumerate(answers) if answer is None]
-        if missing and self.classification:
+        interrupted = run.interrupted
+        if missing and self.classification and not interrupted:  # no more work once the stop button was pressed
             rendered, _ = render_prompts(self.handle.tokenizer, [prompts[flat[j][0]] for j in missing], None, False)
             contexts = [r + flat[j][1] + answer_prefix for r, j in zip(rendered, missing, strict=True)]
-            fallback = self._classify(contexts, ExampleTemplate("{x}"), add_special_tokens=False).predictions
-            for j, label in zip(missing, fallback, strict=True):
+            fallback = self._classify(contexts, ExampleTemplate("{x}"), add_special_tokens=False)
+            interrupted = fallback.interrupted
+            for j, label in zip(missing, fallback.predictions, strict=True):
                 answers[j] = label
         answers = [a if a is not None else _first_line(text) for a, (_, text) in zip(answers, flat, strict=True)]
         samples = [answers[i * draws:(i + 1) * draws] for i in range(len(prompts))]
         return self._result(condition, "cot", template_text, [row[0] for row in samples],
                             [row[0] for row in run.outputs], time.perf_counter() - started, run.prompt_tokens,
-                            prompts[0], samples=samples if self.samples > 1 else None,
+                            prompts[0], samples=samples if self.samples > 1 else None, interrupted=interrupted,
                             extracted_by_regex=len(flat) - len(missing))
 
     def _extract(self, reasoning: str) -> str | None:
@@ -244,17 +265,25 @@ class Evaluator:
         started = time.perf_counter()
         overlap, train_overlap = overlapping(config.train, self.eval_data)
         pool = [i for i in range(len(config.train)) if config.allow_overlap or i not in train_overlap]
-
+        if k > len(pool):
+            removed = " after removing the ones that are also in the eval set" if train_overlap and \
+                not config.allow_overlap else ""
+            raise FtpeError(f"--k {k} is more than the {len(pool)} examples in the training pool{removed}; "
+                            f"use --k {len(pool)} or fewer.")
         demos = select_demos(config, self.eval_data, pool, k, embed=self._embedder(config))
         runs = []
         for order in range(config.orders):
             ordered = demos if order == 0 else reorder(demos, config.seed + order)
             runs.append(self._fewshot_once(config, ordered))
+            if runs[-1].interrupted:  # the stop button: no further orders
+                break
         first = runs[0]
+        interrupted = any(run.interrupted for run in runs)
         result = self._result(condition, "fewshot", f"{config.name} (k={k}, {config.select})", first.predictions,
                               first.predictions, time.perf_counter() - started, first.prompt_tokens,
-                              first.example_prompt, samples=first.samples, overlap=len(overlap), k=k)
-        if config.orders > 1:
+                              first.example_prompt, samples=first.samples, interrupted=interrupted,
+                              overlap=len(overlap), k=k)
+        if config.orders > 1 and not interrupted:
             per_order = [self._result(condition, "fewshot", "", run.predictions, run.predictions, 0, [], "")
                          for run in runs]
             result.order_accuracies = [r.accuracy for r in per_order]
@@ -288,7 +317,7 @@ class Evaluator:
             return scored
         run = self._generate(contexts, raw=True)
         return Scored([_first_line(samples[0]) for samples in run.outputs], None, run.seconds, run.prompt_tokens,
-                      contexts[0])
+                      contexts[0], interrupted=run.interrupted)
 
     def adapter(self, condition: str, adapter: Adapter, kind: str = "adapter") -> ConditionResult:
         """Score the active model on exactly the text format ``adapter`` was trained on."""
@@ -306,11 +335,11 @@ class Evaluator:
             return self._result(condition, kind, spec, scored.predictions, scored.predictions, scored.seconds,
                                 scored.prompt_tokens,
                                 contexts[0] + continuations[0].replace(self.eval_data.label_set[0], "<label>"),
-                                samples=scored.samples, **extra)
+                                samples=scored.samples, interrupted=scored.interrupted, **extra)
         run = self._generate(contexts, raw=True)
         predictions = [_first_line(samples[0]) for samples in run.outputs]
         return self._result(condition, kind, spec, predictions, [s[0] for s in run.outputs], run.seconds,
-                            run.prompt_tokens, contexts[0], **extra)
+                            run.prompt_tokens, contexts[0], interrupted=run.interrupted, **extra)
 
 
 def _first_line(text: str) -> str:

@@ -18,6 +18,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 from .config import Ftpe
 from .errors import FtpeError
 from .memory import out_of_memory
+from .model import context_limit
 from .options import check_ranges, option, with_config_defaults
 from .scoped import quiet_library_notices, seeded
 
@@ -36,6 +37,8 @@ class GenerationSettings:
     raw: bool = option(False, "Send the text as is, without the chat template.")
     batch_size: int | None = option(None, "Prompts per batch with --over (default: Ftpe.batch_size).", low=1,
                                     config="batch_size")
+    truncate: bool = option(False, "Cut prompts longer than the model's context on the left (and say so) instead "
+                                   "of refusing them.")
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -57,6 +60,7 @@ class GenerationRun:
     seconds: float
     settings: GenerationSettings
     interrupted: bool = False
+    truncated: int = 0  # prompts cut on the left to fit the model's context (with --truncate)
 
 
 def render_prompts(tokenizer, prompts: list[str], system: str | None, raw: bool) -> tuple[list[str], bool]:
@@ -108,7 +112,8 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
     if settings.seed is None and not settings.greedy:
         settings = replace(settings, seed=secrets.randbelow(2**31))  # recorded, so the run can be repeated
     texts, add_special = render_prompts(tokenizer, prompts, settings.system, settings.raw)
-    encoded = [tokenizer(text, add_special_tokens=add_special)["input_ids"] for text in texts]
+    encoded, truncated = fit_context(tokenizer, texts, add_special, context_limit(model), settings.max_new_tokens,
+                                     settings.truncate)
     outputs: list[list[str]] = [[] for _ in prompts]
     draws = 1 if settings.greedy else settings.samples
     kwargs = _generate_kwargs(tokenizer, settings, draws)
@@ -128,7 +133,41 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
         if not samples:
             outputs[index] = [""] * settings.samples
     return GenerationRun(outputs=outputs, prompt_tokens=[len(ids) for ids in encoded],
-                         seconds=time.perf_counter() - start, settings=settings, interrupted=interrupted)
+                         seconds=time.perf_counter() - start, settings=settings, interrupted=interrupted,
+                         truncated=truncated)
+
+
+# No tokenizer packs more characters than this into one token on average, so a text longer than
+# this many characters per position cannot fit and is refused (or cut) before it is tokenised:
+# tokenising a 10 MB value alone would take the kernel away for a long time.
+_MAX_CHARS_PER_TOKEN = 64
+
+
+def fit_context(tokenizer, texts: list[str], add_special: bool, limit: int | None, reserve: int,
+                truncate: bool) -> tuple[list[list[int]], int]:
+    """Token ids of every text, each fitting ``limit`` with ``reserve`` tokens to spare; how many were cut."""
+    encoded, cut = [], 0
+    room = None if limit is None else limit - reserve
+    if room is not None and room < 1:
+        raise FtpeError(f"--max-new-tokens {reserve} leaves no room for a prompt: the model reads at most {limit} "
+                        "tokens in all.")
+    for index, text in enumerate(texts):
+        if room is not None and len(text) > room * _MAX_CHARS_PER_TOKEN:
+            if not truncate:
+                raise _too_long(index, f"{len(text):,} characters", limit)
+            text = text[-room * _MAX_CHARS_PER_TOKEN:]
+        ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
+        if room is not None and len(ids) > room:
+            if not truncate:
+                raise _too_long(index, f"{len(ids):,} tokens", limit)
+            ids, cut = ids[-room:], cut + 1
+        encoded.append(ids)
+    return encoded, cut
+
+
+def _too_long(index: int, size: str, limit: int) -> FtpeError:
+    return FtpeError(f"Prompt {index} is {size}; the model reads at most {limit} tokens, generation included. "
+                     "Shorten it, or pass --truncate to cut it on the left.")
 
 
 def _generate_batch(model, tokenizer, encoded: list[list[int]], kwargs: dict) -> tuple[list[str], bool]:

@@ -56,8 +56,13 @@ def resolve_metric(name_or_fn: str | Metric, namespace: Mapping[str, Any] | None
 
 
 def apply_metric(metric: Metric, name: str, prediction: str, reference: str) -> float:
+    """The metric's score, which must be a number in [0, 1]: accuracy is its mean, McNemar counts >= 0.5 as right."""
     try:
-        return float(metric(prediction, reference))
+        score = float(metric(prediction, reference))
     except Exception as error:  # the user's function: say which call failed, keep it short
         raise FtpeError(f"Metric {name} failed on prediction={prediction[:40]!r}, reference={reference[:40]!r}: "
                         f"{type(error).__name__}: {error}") from None
+    if not 0.0 <= score <= 1.0:  # NaN fails this too
+        raise FtpeError(f"Metric {name} returned {score} for prediction={prediction[:40]!r}, "
+                        f"reference={reference[:40]!r}; a metric returns a score between 0 and 1.")
+    return score

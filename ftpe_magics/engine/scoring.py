@@ -20,6 +20,7 @@ import torch
 
 from .errors import FtpeError
 from .memory import out_of_memory
+from .model import context_limit
 from .scoped import quiet_library_notices
 
 
@@ -30,6 +31,11 @@ class LabelScores:
     prompt_tokens: list[int]
     prefix_tokens: int
     seconds: float
+    complete: np.ndarray | None = None  # per example: all its labels scored (False after the stop button)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.complete is not None and not bool(self.complete.all())
 
     def normalised(self, labels: list[str], norm: str = "none") -> np.ndarray:
         if norm == "tokens":
@@ -57,6 +63,16 @@ def encode(tokenizer, contexts: list[str], continuations: list[str], add_special
     if any(not ids for ids in context_ids):
         raise FtpeError("A prompt encodes to no tokens; check the template.")
     return context_ids, choice_ids
+
+
+def check_fits(model, context_ids: list[list[int]], choice_ids: list[list[int]], virtual: int = 0) -> None:
+    """Refuse, before any forward pass, a prompt that with its label is longer than the model reads."""
+    limit = context_limit(model)
+    longest = max(map(len, context_ids)) + max(map(len, choice_ids)) + virtual
+    if limit is not None and longest > limit:
+        index = max(range(len(context_ids)), key=lambda i: len(context_ids[i]))
+        raise FtpeError(f"Example {index}'s prompt is {longest} tokens with its label; the model reads at most "
+                        f"{limit}. Use fewer demonstrations (--k), shorter texts or shorter instructions.")
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[st
     context_ids, choice_ids = encode(tokenizer, contexts, continuations, add_special_tokens)
     # a soft prompt (prompt tuning) shifts every logit position by its virtual tokens and rules out a shared cache
     virtual = _virtual_tokens(model)
+    check_fits(model, context_ids, choice_ids, virtual)
     share_prefix = share_prefix and virtual == 0
     prefix = min(common_prefix_length(context_ids), min(map(len, context_ids)) - 1) if share_prefix else 0
     prefix_cache = None
@@ -150,19 +167,24 @@ def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[st
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     budget = max_batch_tokens or (16384 if model.device.type == "cuda" else 512)
     context_lengths = [len(ids) - prefix for ids in context_ids]
-    with quiet_library_notices():
-        for batch_rows in token_budget_batches([len(rows[r].tokens) for r in order], batch_size, budget):
-            batch = [rows[order[r]] for r in batch_rows]
-            # the lm head (vocabulary-sized) runs only where a label token is predicted; rows are
-            # length-sorted, so the union of those positions over a batch stays small
-            needed = sorted({pos for row in batch for pos in _scored_positions(
-                context_lengths[row.example], 1 if row.label is None else len(choice_ids[row.label]))})
-            column = {pos: pos + virtual for pos in needed} if virtual else \
-                {pos: index for index, pos in enumerate(needed)}
-            logits = _forward(model, batch, _batch_tensors(batch, prefix, pad), needed, prefix_cache, virtual)
-            _collect(scores, batch, logits, column, context_lengths, choice_ids)
+    missing_rows = np.bincount([row.example for row in rows], minlength=len(contexts))
+    try:
+        with quiet_library_notices():
+            for batch_rows in token_budget_batches([len(rows[r].tokens) for r in order], batch_size, budget):
+                batch = [rows[order[r]] for r in batch_rows]
+                # the lm head (vocabulary-sized) runs only where a label token is predicted; rows are
+                # length-sorted, so the union of those positions over a batch stays small
+                needed = sorted({pos for row in batch for pos in _scored_positions(
+                    context_lengths[row.example], 1 if row.label is None else len(choice_ids[row.label]))})
+                column = {pos: pos + virtual for pos in needed} if virtual else \
+                    {pos: index for index, pos in enumerate(needed)}
+                logits = _forward(model, batch, _batch_tensors(batch, prefix, pad), needed, prefix_cache, virtual)
+                _collect(scores, batch, logits, column, context_lengths, choice_ids)
+                np.subtract.at(missing_rows, [row.example for row in batch], 1)
+    except KeyboardInterrupt:
+        pass  # the stop button: the examples scored so far are kept, marked by ``complete``
     return LabelScores(scores, [len(ids) for ids in choice_ids], [len(ids) for ids in context_ids], prefix,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, complete=missing_rows == 0)
 
 
 def token_budget_batches(lengths: list[int], batch_size: int, budget: int) -> list[list[int]]:

@@ -20,10 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .adapters import Adapter, AdapterRegistry, load_adapter, save_adapter
+from .adapter_files import load_adapter, save_adapter
+from .adapters import Adapter, AdapterRegistry, attach, detach
 from .compare import CompareResult, ConditionContext, parse_conditions, run_conditions
 from .config import Ftpe
 from .data import Examples, as_rows, load_examples, share_label_set
+from .errors import FtpeError
 from .evaluation import Evaluator
 from .fewshot import FewShotConfig
 from .finetune.features import split_validation
@@ -120,11 +122,12 @@ class Session:
         location = folder_for(source, self.config.cache_dir, self.log)
         if source.kind == "hub":
             check_reachable(location, trust_remote_code)  # before the current model is freed
-        if self.adapters:
-            self.log(f"Dropped {len(self.adapters)} adapter(s) trained on {self.source.label}: they belong to "
-                     "that model (%ftpe save keeps one before loading another).")
-        self.adapters.clear()
+        previous, dropped = self.source, len(self.adapters)
         self.loaded_model.load(source, location, target_device, torch_dtype, trust_remote_code, started)
+        self.adapters.clear()  # only now: a failed load above leaves the model and its adapters as they were
+        if dropped:
+            self.log(f"Dropped {dropped} adapter(s) trained on {previous.label}: they belong to that model "
+                     "(%ftpe save keeps one before loading another).")
         return self
 
     def unload(self, quiet: bool = False) -> None:
@@ -174,13 +177,38 @@ class Session:
         self.adapters.delete(name)
 
     def save_adapter(self, name: str, path: str) -> str:
-        return str(save_adapter(self.adapters.require(name), path))
+        """Write adapter ``name`` to the folder ``path`` and return it. Only a new folder, an empty one or an
+        earlier save of ours is written (and that replacement is said); anything else is refused, never moved."""
+        folder, replaced = save_adapter(self.adapters.require(name), path)
+        if replaced:
+            self.log(f"Replaced the adapter saved in {_display_path(folder)} before.")
+        return str(folder)
 
     def load_adapter(self, path: str, name: str | None = None) -> Adapter:
+        """Read a saved adapter; one that does not fit the loaded model is refused here, not at first use."""
         self.require_model()
-        adapter = load_adapter(path, name or Path(path).expanduser().name, self.device)
+        adapter = load_adapter(path, name or Path(path).expanduser().name, self.device, self.loaded_model.fingerprint)
+        self._check_fits(adapter, path)
         self.adapters.add(adapter)
         return adapter
+
+    def _check_fits(self, adapter: Adapter, path: str) -> None:
+        base = self.loaded_model.model
+        if adapter.model is not None:
+            own = {k: tuple(v.shape) for k, v in base.state_dict().items()}
+            theirs = {k: tuple(v.shape) for k, v in adapter.model.state_dict().items()}
+            if own != theirs:
+                raise FtpeError(f"The model in {path} has another architecture than the model loaded "
+                                "(its weights differ in names or shapes). Load its base model first.")
+            return
+        self.adapters.use("base")
+        try:
+            detach(attach(base, adapter), base)
+        except (RuntimeError, ValueError, KeyError) as error:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+            first = next((line for line in lines if "size mismatch" in line), lines[0])[:140]
+            raise FtpeError(f"The adapter in {path} does not fit the model loaded ({first}); it was trained on "
+                            "another model. Load that model first.") from None
 
     def adapters_table(self):
         import pandas as pd
@@ -208,6 +236,8 @@ class Session:
                    else [fill(template, namespace)])
         self.require_model()
         run = generate_texts(self.model, self.tokenizer, prompts, gen_settings, stream=stream)
+        if run.truncated:
+            self.log(f"Cut {run.truncated} prompt(s) on the left to fit the model's context (--truncate).")
         result = PromptResult(template=template, prompts=prompts, outputs=run.outputs, settings=run.settings,
                               model=self.source.label, seconds=run.seconds, prompt_tokens=run.prompt_tokens,
                               rows=rows, name=name, interrupted=run.interrupted, previous=self.runs.previous(name))
@@ -221,6 +251,8 @@ class Session:
         data = data or DataOptions()
         loaded = load_examples(source, data.input_col, data.label_col, data.labels, data.label_names, what=what,
                                require_labels=require_labels)
+        for notice in loaded.notices:
+            self.log(notice)
         return loaded.head(limit) if limit else loaded
 
     def evaluator(self, eval_data: Examples, evaluation: EvalOptions, namespace: Mapping[str, Any] | None = None,
@@ -252,12 +284,17 @@ class Session:
                                select=fewshot.select, seed=evaluation.seed, orders=fewshot.orders,
                                allow_overlap=fewshot.allow_overlap)
         evaluator = self.evaluator(eval_data, evaluation, namespace)
-        if fewshot.sweep:
-            results = [evaluator.fewshot(f"{config.name} k={value}", config, k=value) for value in fewshot.sweep]
-        else:
-            results = [evaluator.fewshot(config.name, config)]
+        ks = fewshot.sweep or [fewshot.k]
+        results: list = []
+        try:
+            for k in ks:
+                results.append(evaluator.fewshot(f"{config.name} k={k}" if fewshot.sweep else config.name, config, k=k))
+                if results[-1].interrupted:
+                    break
+        except KeyboardInterrupt:
+            pass  # stopped between forward passes: what finished is kept
+        self._report(evaluator, results, [f"k={k}" for k in ks[len(results):]])
         self.runs.keep_fewshot(config)
-        self.runs.remember_scores(results)
         return CompareResult(results, eval_data.texts, title=config.name)
 
     def compare(self, body: str, eval: Any, *, compare: CompareOptions | None = None, data: DataOptions | None = None,
@@ -269,9 +306,21 @@ class Session:
         specs = parse_conditions(body)
         eval_data = self.examples(eval, "--eval", data, evaluation.limit, require_labels=evaluation.metric is None)
         evaluator = self.evaluator(eval_data, evaluation, namespace, compare)
-        results = run_conditions(ConditionContext(self.adapters, self.runs.fewshot_configs), evaluator, specs)
-        self.runs.remember_scores(results)
+        results, not_run = run_conditions(ConditionContext(self.adapters, self.runs.fewshot_configs), evaluator, specs)
+        self._report(evaluator, results, not_run)
         return CompareResult(results, eval_data.texts)
+
+    def _report(self, evaluator: Evaluator, results: list, not_run: list[str]) -> None:
+        """Say what the scores need said (interruptions, label notices); remember finished prompting scores."""
+        if not results:
+            raise FtpeError("Stopped before any condition finished: nothing was scored.")
+        for notice in dict.fromkeys(evaluator.notices):
+            self.log(notice)
+        stopped = [r.condition for r in results if r.interrupted]
+        if stopped or not_run:
+            self.log(f"Stopped: {', '.join(stopped) or 'nothing'} interrupted (partial outputs kept, not scored)"
+                     + (f"; not run: {', '.join(not_run)}." if not_run else "."))
+        self.runs.remember_scores([r for r in results if not r.interrupted])
 
     # -- fine-tuning ---------------------------------------------------------------------------------
     def finetune(self, body: str, train: Any, name: str, eval: Any = None, *,
@@ -299,6 +348,7 @@ class Session:
         loaded = self.loaded_model
         adapter = train_adapter(loaded.model, loaded.tokenizer, loaded.location, loaded.device, job,
                                 list(observers), eval_batch_size=self.config.batch_size)
+        adapter.base_model_id, adapter.base_fingerprint = loaded.source.model_id, loaded.fingerprint
         self.adapters.add(adapter)
         return adapter
 

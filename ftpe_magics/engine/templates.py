@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FtpeError, did_you_mean
+from .errors import FtpeError, check_text, did_you_mean
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -47,7 +47,9 @@ def fill(template: str, values: Mapping[str, Any], *, skip: frozenset[str] = fro
             visible = [key for key in values if not key.startswith("_")]
             raise FtpeError(f"Unknown template variable {{{name}}}.{did_you_mean(name, visible)}"
                             f" Define {name} in the notebook, or write {{{{{name}}}}} for literal braces.")
-        return str(values[name])
+        value = str(values[name])
+        check_text(value, f"{{{name}}}")
+        return value
 
     return _TOKEN.sub(replace, template)
 

@@ -65,14 +65,18 @@ class Supervisor(TrainerCallback):
         self.observer, self.task_metric, self.patience = observer, task_metric, patience
         self.snapshot, self.stop_flag = snapshot, stop_flag
         self.best: float | None = None
+        self._best_key: tuple[float, float] | None = None
         self.best_state = None
         self.bad_evals = 0
         self.finished_steps = 0
+        self.evaluating = False  # a validation is running: the stop button aborts it at once
 
     def on_step_end(self, args, state, control, **kwargs):
         self.finished_steps = state.global_step
-        if self.stop_flag.is_set():
+        if self.stop_flag.is_set():  # stop now: a validation scheduled for this step would only delay it
             control.should_training_stop = True
+            control.should_evaluate = False
+        self.evaluating = bool(control.should_evaluate)
         return control
 
     def _validation_accuracy(self, model) -> float:
@@ -88,14 +92,20 @@ class Supervisor(TrainerCallback):
         score = self._validation_accuracy(kwargs["model"]) if self.task_metric is not None else None
         if score is not None:
             entry["eval_accuracy"] = score
+        self.evaluating = False
         self.observer.evaluation({key: value for key, value in entry.items() if value is not None})
-        value = score if score is not None else -(entry["eval_loss"] or 0.0)
-        if self.best is None or value > self.best:
-            self.best, self.best_state, self.bad_evals = value, self.snapshot(), 0
+        loss = entry["eval_loss"] if entry["eval_loss"] is not None else float("inf")
+        # ties in accuracy go to the lower validation loss, then to the later step (>=): the state before
+        # any real update can never win a tie it shares with a trained one
+        key = (score if score is not None else -loss, -loss)
+        if self._best_key is None or key >= self._best_key:
+            improved = self._best_key is None or key > self._best_key
+            self._best_key, self.best, self.best_state = key, key[0], self.snapshot()
+            self.bad_evals = 0 if improved else self.bad_evals + 1
         else:
             self.bad_evals += 1
-            if self.patience and self.bad_evals >= self.patience:
-                control.should_training_stop = True
+        if self.patience and self.bad_evals >= self.patience:
+            control.should_training_stop = True
         return control
 
 
@@ -130,15 +140,21 @@ class CountingCollator:
 
 
 class StopOnInterrupt:
-    """While training, the kernel's stop button (SIGINT) asks for a stop at the next step boundary."""
+    """While training, the kernel's stop button (SIGINT) asks for a stop at the next step boundary; during a
+    validation it stops at once (the validation is dropped, the weights are as of the last step)."""
 
-    def __init__(self, flag: threading.Event) -> None:
-        self.flag = flag
+    def __init__(self, flag: threading.Event, supervisor: Supervisor) -> None:
+        self.flag, self.supervisor = flag, supervisor
         self.previous = None
+
+    def _on_interrupt(self, *_: Any) -> None:
+        self.flag.set()
+        if self.supervisor.evaluating:
+            raise KeyboardInterrupt
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, lambda *_: self.flag.set())
+            self.previous = signal.signal(signal.SIGINT, self._on_interrupt)
         return self
 
     def __exit__(self, *exc):

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import FtpeError
+
 if TYPE_CHECKING:
     from .options import FinetuneOptions
 
@@ -77,6 +79,22 @@ COPY_METHODS = tuple(name for name, method in METHODS.items() if method.trains_c
 
 def default_lr(method: str) -> float:
     return METHODS[method].default_lr
+
+
+def check_targets(base, options: FinetuneOptions) -> None:
+    """``--target-modules`` must name modules the model has: checked before the model is touched."""
+    targets = _targets(options)
+    if not isinstance(targets, list) or options.method not in ("lora", "ia3"):
+        return
+    names = [name for name, _ in base.named_modules()]
+    missing = [t for t in targets if not any(name == t or name.endswith("." + t) for name in names)]
+    if missing:
+        import torch
+
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in base.named_modules()
+                         if isinstance(module, torch.nn.Linear)})
+        raise FtpeError(f"--target-modules: the model has no module named {missing[0]!r}. Its linear layers: "
+                        f"{', '.join(linear)} (or use all-linear).")
 
 
 def build_trainable(base, options: FinetuneOptions, location: str):

@@ -14,6 +14,8 @@ import copy
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +31,26 @@ from ..scoring import label_logprobs
 from ..templates import ExampleTemplate, scoring_inputs
 from .callbacks import CountingCollator, Reporter, StopOnInterrupt, Supervisor, Unfreeze, layer_groups
 from .features import build_features, check_max_len
-from .methods import COPY_METHODS, build_trainable
+from .methods import COPY_METHODS, build_trainable, check_targets
 from .observers import Observers, TrainingHistory, TrainingObserver, TrainingPlan
 from .options import FinetuneOptions
+
+
+@contextmanager
+def base_kept(base_model) -> Iterator[None]:
+    """Whatever happens while training, the base leaves as it came: its mode, its gradient flags, and no
+    attribute that peft hangs on it (the adapter layers themselves are taken off by ``detach``)."""
+    was_training = base_model.training
+    grad_flags = [parameter.requires_grad for parameter in base_model.parameters()]
+    had_peft_config = hasattr(base_model, "peft_config")
+    try:
+        yield
+    finally:
+        base_model.train(was_training)
+        for parameter, flag in zip(base_model.parameters(), grad_flags, strict=True):
+            parameter.requires_grad_(flag)
+        if not had_peft_config and "peft_config" in vars(base_model):
+            del base_model.peft_config
 
 
 @dataclass
@@ -85,6 +104,8 @@ def _accuracy_metric(tokenizer, job: TrainingJob, batch_size: int):
 
     def accuracy(model: Any) -> float:
         scored = label_logprobs(model, tokenizer, contexts, continuations, batch_size, add_special_tokens=add_special)
+        if scored.interrupted:  # the stop button during validation: drop this validation, do not score a part
+            raise KeyboardInterrupt
         predictions = [val.label_set[i] for i in scored.logprobs.argmax(axis=1)]
         return sum(p == r for p, r in zip(predictions, val.labels, strict=True)) / len(val)
 
@@ -126,10 +147,11 @@ def _trainer(model, tokenizer, job: TrainingJob, device: str, output_dir: str,
     return trainer
 
 
-def _run(trainer: Trainer, stop_flag: threading.Event, model, base_model, batch_size: int, grad_accum: int) -> bool:
+def _run(trainer: Trainer, supervisor: Supervisor, model, base_model, batch_size: int, grad_accum: int) -> bool:
     """Train; True when the stop button (or an observer's KeyboardInterrupt) ended it early."""
+    stop_flag = supervisor.stop_flag
     try:
-        with StopOnInterrupt(stop_flag):
+        with StopOnInterrupt(stop_flag, supervisor):
             trainer.train()
     except KeyboardInterrupt:
         return True
@@ -171,9 +193,10 @@ def train_adapter(base_model, tokenizer, location: str, device: str, job: Traini
                   observers: list[TrainingObserver] = (), eval_batch_size: int = 32) -> Adapter:
     """Train ``job`` on ``base_model`` (which must have no adapter attached) and return the adapter."""
     options = job.options
+    check_targets(base_model, options)
     history = TrainingHistory()
     observer = Observers([history, *observers])
-    with global_rngs_kept(device), quiet_library_notices():
+    with base_kept(base_model), global_rngs_kept(device), quiet_library_notices():
         with seeded(options.seed, device):
             model = build_trainable(base_model, options, location)
         model.train()
@@ -194,7 +217,7 @@ def train_adapter(base_model, tokenizer, location: str, device: str, job: Traini
         with tempfile.TemporaryDirectory(prefix="ftpe-train-") as output_dir:
             trainer = _trainer(model, tokenizer, job, device, output_dir, callbacks, collator)
             started = time.perf_counter()
-            interrupted = _run(trainer, stop_flag, model, base_model, options.batch_size, options.grad_accum)
+            interrupted = _run(trainer, supervisor, model, base_model, options.batch_size, options.grad_accum)
             seconds = time.perf_counter() - started
         adapter = _adapter(model, job, base_model, trainable, seconds, supervisor, interrupted, history)
     observer.end(adapter)
