@@ -182,6 +182,6 @@ def test_similar_embeddings_are_keyed_by_the_load_not_the_object_id(tiny_model_d
     session.load(str(tiny_model_dir))
     session.fewshot("Review: {text}\nSentiment: {label}", ROWS, ROWS[:2], k=2, select="similar", name="sim",
                     allow_overlap=True)
-    first_keys = set(session.fewshot_configs["sim"].embedding_cache)
+    first_keys = set(session.embedding_cache)
     session.load(str(tiny_model_dir))
     assert session.model_key.split(":")[0] not in {key.split(":")[0] for key in first_keys}

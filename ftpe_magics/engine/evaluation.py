@@ -38,6 +38,9 @@ class ModelHandle(Protocol):
     @property
     def model_key(self) -> str: ...
 
+    @property
+    def embedding_cache(self) -> dict[str, dict[str, np.ndarray]]: ...
+
 
 @dataclass
 class ConditionResult:
@@ -171,12 +174,14 @@ class Evaluator:
                                     "from their first token.")
                 return
 
-    def _generate(self, prompts: list[str], raw: bool, max_new_tokens: int | None = None):
+    def _generate(self, prompts: list[str], raw: bool, max_new_tokens: int | None = None, first_line: bool = True):
+        """Generate for every prompt (batched by length); by default each row stops after its first line,
+        the only part a metric scores (chain-of-thought asks for the whole reasoning)."""
         greedy = self.samples == 1
         settings = replace(self.defaults, max_new_tokens=max_new_tokens or self.max_new_tokens
                            or self.defaults.max_new_tokens, raw=raw, temperature=0.0 if greedy else 0.7,
                            samples=self.samples, seed=self.seed)
-        return generate_texts(self.handle.model, self.handle.tokenizer, prompts, settings)
+        return generate_texts(self.handle.model, self.handle.tokenizer, prompts, settings, first_line=first_line)
 
     def _score_generated(self, outputs: list[str]) -> list[float]:
         name, metric = self.metric
@@ -220,7 +225,7 @@ class Evaluator:
         started = time.perf_counter()
         template = ExampleTemplate(template_text)
         prompts = [template.query(self._row(row)) for row in self.eval_data.rows]
-        run = self._generate(prompts, raw=False, max_new_tokens=self.max_new_tokens or 128)
+        run = self._generate(prompts, raw=False, max_new_tokens=self.max_new_tokens or 128, first_line=False)
         draws = len(run.outputs[0])
         flat = [(i, text) for i, samples in enumerate(run.outputs) for text in samples]
         answers: list[str | None] = [self._extract(text) for _, text in flat]
@@ -262,7 +267,6 @@ class Evaluator:
     def fewshot(self, condition: str, config: FewShotConfig, k: int | None = None) -> ConditionResult:
         """k demonstrations from the config's training pool; with orders > 1, the mean over orders."""
         k = config.k if k is None else k
-        started = time.perf_counter()
         overlap, train_overlap = overlapping(config.train, self.eval_data)
         pool = [i for i in range(len(config.train)) if config.allow_overlap or i not in train_overlap]
         if k > len(pool):
@@ -270,7 +274,14 @@ class Evaluator:
                 not config.allow_overlap else ""
             raise FtpeError(f"--k {k} is more than the {len(pool)} examples in the training pool{removed}; "
                             f"use --k {len(pool)} or fewer.")
-        demos = select_demos(config, self.eval_data, pool, k, embed=self._embedder(config))
+        embed = self._embedder()
+        pool_seconds = 0.0
+        if config.select == "similar" and k:  # the one-off cost, reported apart from the per-query cost
+            pool_started = time.perf_counter()
+            embed([config.train.texts[i] for i in pool])
+            pool_seconds = time.perf_counter() - pool_started
+        started = time.perf_counter()
+        demos = select_demos(config, self.eval_data, pool, k, embed=embed)
         runs = []
         for order in range(config.orders):
             ordered = demos if order == 0 else reorder(demos, config.seed + order)
@@ -282,7 +293,7 @@ class Evaluator:
         result = self._result(condition, "fewshot", f"{config.name} (k={k}, {config.select})", first.predictions,
                               first.predictions, time.perf_counter() - started, first.prompt_tokens,
                               first.example_prompt, samples=first.samples, interrupted=interrupted,
-                              overlap=len(overlap), k=k)
+                              overlap=len(overlap), k=k, pool_embedding_seconds=pool_seconds)
         if config.orders > 1 and not interrupted:
             per_order = [self._result(condition, "fewshot", "", run.predictions, run.predictions, 0, [], "")
                          for run in runs]
@@ -291,9 +302,11 @@ class Evaluator:
             result.seconds /= config.orders  # latency of one pass, comparable with other conditions
         return result
 
-    def _embedder(self, config: FewShotConfig):
-        """Embeddings by the model now active, cached per text in the config under the model's key."""
-        cache = config.embedding_cache.setdefault(self.handle.model_key, {})
+    def _embedder(self):
+        """Embeddings by the model now active, cached per text for the session under the model's key (which
+        changes at every load, so vectors of a freed model are never reused): every configuration and k share
+        one pass over a pool."""
+        cache = self.handle.embedding_cache.setdefault(self.handle.model_key, {})
 
         def embed(texts: list[str]) -> np.ndarray:
             missing = [text for text in dict.fromkeys(texts) if text not in cache]

@@ -8,7 +8,7 @@ model's own mean-pooled hidden states, which needs no extra model.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,9 +29,6 @@ class FewShotConfig:
     seed: int = 0
     orders: int = 1
     allow_overlap: bool = False
-    # model key -> text -> embedding: ``similar`` embeds the pool once, not at every run of the configuration;
-    # the key changes at every load, so vectors of a freed model are never reused for another
-    embedding_cache: dict = field(default_factory=dict, repr=False)
 
 
 def overlapping(train: Examples, eval_data: Examples) -> tuple[list[int], set[int]]:
@@ -84,8 +81,11 @@ def select_demos(config: FewShotConfig, eval_data: Examples, pool: list[int], k:
     else:
         train_vectors = embed([config.train.texts[i] for i in pool])
         query_vectors = embed(eval_data.texts)
-        similarity = query_vectors @ train_vectors.T
-        nearest = np.argsort(-similarity, axis=1)[:, :k]
+        similarity = query_vectors @ train_vectors.T  # one matrix product for every query
+        k = min(k, len(pool))
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]  # the k nearest, unordered, in O(pool)
+        order = np.take_along_axis(similarity, top, axis=1).argsort(axis=1)[:, ::-1]
+        nearest = np.take_along_axis(top, order, axis=1)
         # most similar last, right before the query, as retrieval-augmented prompting usually does
         return [[pool[j] for j in reversed(row)] for row in nearest]
     return [list(shared) for _ in range(len(eval_data))]

@@ -8,6 +8,7 @@ says how to retry, leaving the model loaded.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
@@ -89,6 +90,20 @@ class _LatestIds(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
+class _FirstLine(StoppingCriteria):
+    """Stops a row once a line with content has ended: when only the first non-empty line is scored, the
+    rest would be generated for nothing."""
+
+    _ENDED = re.compile(r"\S[^\n]*\n")
+
+    def __init__(self, tokenizer, width: int) -> None:
+        self.tokenizer, self.width = tokenizer, width
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.width:], skip_special_tokens=True)
+        return torch.tensor([bool(self._ENDED.search(text)) for text in texts], device=input_ids.device)
+
+
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, longest first (an OOM shows up at once)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -104,8 +119,11 @@ def _generate_kwargs(tokenizer, settings: GenerationSettings, draws: int) -> dic
 
 
 def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSettings,
-                   stream: bool = False) -> GenerationRun:
-    """Generate ``settings.samples`` continuations for every prompt, in the prompts' order."""
+                   stream: bool = False, first_line: bool = False) -> GenerationRun:
+    """Generate ``settings.samples`` continuations for every prompt, in the prompts' order.
+
+    ``first_line``: stop each row at the end of its first non-empty line (what a metric scores).
+    """
     if not prompts:
         raise FtpeError("Nothing to generate: the list of prompts is empty.")
     settings = with_config_defaults(settings, Ftpe())  # options left at None take the Ftpe defaults
@@ -123,7 +141,7 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
     interrupted = False
     with seeded(settings.seed, model.device), quiet_library_notices():
         for batch in length_sorted_batches([len(ids) for ids in encoded], settings.batch_size):
-            decoded, interrupted = _generate_batch(model, tokenizer, [encoded[i] for i in batch], kwargs)
+            decoded, interrupted = _generate_batch(model, tokenizer, [encoded[i] for i in batch], kwargs, first_line)
             for row, index in enumerate(batch[:len(decoded) // draws]):
                 samples = decoded[row * draws:(row + 1) * draws]
                 outputs[index] = samples * settings.samples if draws == 1 else samples
@@ -170,15 +188,17 @@ def _too_long(index: int, size: str, limit: int) -> FtpeError:
                      "Shorten it, or pass --truncate to cut it on the left.")
 
 
-def _generate_batch(model, tokenizer, encoded: list[list[int]], kwargs: dict) -> tuple[list[str], bool]:
+def _generate_batch(model, tokenizer, encoded: list[list[int]], kwargs: dict,
+                    first_line: bool) -> tuple[list[str], bool]:
     """Decoded new text of one left-padded batch, and whether the kernel's stop button cut it short."""
     padded = tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(model.device)
     width = padded["input_ids"].shape[1]
     latest = _LatestIds()
+    criteria = StoppingCriteriaList([latest] + ([_FirstLine(tokenizer, width)] if first_line else []))
     interrupted = False
     try:
         with torch.inference_mode():
-            generated = model.generate(**padded, **kwargs, stopping_criteria=StoppingCriteriaList([latest]))
+            generated = model.generate(**padded, **kwargs, stopping_criteria=criteria)
     except KeyboardInterrupt:
         interrupted, generated = True, latest.input_ids
         if generated is None:

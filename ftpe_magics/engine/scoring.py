@@ -1,12 +1,15 @@
 """Classification by likelihood: which label continuation does the model find most probable?
 
 This is how evaluation harnesses score multiple-choice tasks, made fast for notebooks:
+- each example's context runs once, with every label packed after it as a token trie
+  (``label_trie``): labels that share leading tokens share them, so the work per example is the
+  context plus the trie, not labels x context;
 - the token prefix shared by every prompt (instructions plus few-shot examples) is run once and
   its key/value cache is reused for every batch;
-- rows are sorted by length and batched with right padding;
-- when every label is one token, all labels of an example come from one row's last logits.
+- rows are sorted by length and batched by a token budget and a budget for the kept logits;
+- the vocabulary projection runs only where a label token is predicted.
 The result equals a naive per-example, per-label forward pass (``naive_label_logprobs``) to
-float precision; a unit test holds it to 1e-4.
+float precision; unit tests hold it to 1e-4 for every case the scorer distinguishes.
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ import numpy as np
 import torch
 
 from .errors import FtpeError
+from .label_trie import PackedBatch, build_trie, pack
 from .memory import out_of_memory
 from .model import context_limit
 from .scoped import quiet_library_notices
+from .scoring_rows import score_rows
+
+# kept logits (rows x scored positions x vocabulary, float32) per batch: 256 MiB on a CPU, 2 GiB on a GPU
+_LOGIT_BYTES = {False: 256 << 20, True: 2 << 30}
 
 
 @dataclass
@@ -32,6 +40,8 @@ class LabelScores:
     prefix_tokens: int
     seconds: float
     complete: np.ndarray | None = None  # per example: all its labels scored (False after the stop button)
+    tokens_run: int = 0           # tokens fed to the model, padding and the shared prefix (once) included
+    floor_tokens: int = 0         # the least any exact method must run: prefix + each context + the label trie
 
     @property
     def interrupted(self) -> bool:
@@ -75,116 +85,90 @@ def check_fits(model, context_ids: list[list[int]], choice_ids: list[list[int]],
                         f"{limit}. Use fewer demonstrations (--k), shorter texts or shorter instructions.")
 
 
-@dataclass(frozen=True)
-class _Row:
-    """One forward row: the tokens fed after the shared prefix, for one example (and one label when
-    labels are longer than one token)."""
-
-    example: int
-    label: int | None
-    tokens: list[int]
-
-
-def _plan_rows(context_ids: list[list[int]], choice_ids: list[list[int]], prefix: int) -> list[_Row]:
-    single_token = all(len(ids) == 1 for ids in choice_ids)
-    rows = []
-    for example, ids in enumerate(context_ids):
-        suffix = ids[prefix:]
-        if single_token:  # every label's log-probability comes from the context's last logits
-            rows.append(_Row(example, None, suffix))
-        else:
-            rows += [_Row(example, label, suffix + choice[:-1]) for label, choice in enumerate(choice_ids)]
-    return rows
-
-
-def _batch_tensors(batch: list[_Row], prefix: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded input ids, the attention mask over prefix + suffix, and explicit positions."""
-    width = max(len(row.tokens) for row in batch)
-    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(batch), prefix + width), dtype=torch.long)
-    mask[:, :prefix] = 1
-    for index, row in enumerate(batch):
-        input_ids[index, :len(row.tokens)] = torch.tensor(row.tokens)
-        mask[index, prefix:prefix + len(row.tokens)] = 1
-    positions = torch.arange(prefix, prefix + width).unsqueeze(0).expand(len(batch), -1)
-    return input_ids, mask, positions
-
-
-def _forward(model, batch: list[_Row], tensors, needed: list[int], prefix_cache, virtual: int):
-    input_ids, mask, positions = (tensor.to(model.device) for tensor in tensors)
-    try:
-        if virtual:  # a soft prompt is prepended inside the model: no cache, no positions of ours
-            return model(input_ids=input_ids, attention_mask=mask).logits
-        cache = None
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(batch))
-        return model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                     use_cache=cache is not None, logits_to_keep=torch.tensor(needed, device=model.device)).logits
-    except torch.OutOfMemoryError:
-        raise out_of_memory(f"scoring a batch of {len(batch)}", "a smaller --batch-size or dtype") from None
-
-
-def _collect(scores: np.ndarray, batch: list[_Row], logits: torch.Tensor, column: dict[int, int],
-             context_lengths: list[int], choice_ids: list[list[int]]) -> None:
-    for index, row in enumerate(batch):
-        context_len = context_lengths[row.example]
-        if row.label is None:
-            logp = torch.log_softmax(logits[index, column[context_len - 1]].float(), dim=-1)
-            for label, choice in enumerate(choice_ids):
-                scores[row.example, label] = float(logp[choice[0]])
-        else:
-            choice = choice_ids[row.label]
-            steps = logits[index, [column[p] for p in _scored_positions(context_len, len(choice))]].float()
-            logp = torch.log_softmax(steps, dim=-1)
-            scores[row.example, row.label] = float(logp[torch.arange(len(choice)), torch.tensor(choice)].sum())
-
-
 @torch.inference_mode()
 def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[str], batch_size: int = 32,
                    add_special_tokens: bool = True, share_prefix: bool = True,
                    max_batch_tokens: int | None = None) -> LabelScores:
-    """Log-probability of each continuation after each context, batched with a shared prefix cache.
+    """Log-probability of each continuation after each context: each context runs once, with the label trie.
 
-    A batch holds at most ``batch_size`` rows and ``max_batch_tokens`` padded tokens (default 512 on
-    a CPU, where the matrix products are compute-bound and small batches measured fastest, 16384 on
-    a GPU).
+    A batch holds at most ``batch_size`` rows and ``max_batch_tokens`` tokens (default 512 on a CPU,
+    where the matrix products are compute-bound and small batches measured fastest, 16384 on a GPU),
+    and its kept logits stay under ``_LOGIT_BYTES``, so 150 labels do not run out of memory. The
+    stop button keeps what was scored (``complete``).
     """
     start = time.perf_counter()
     context_ids, choice_ids = encode(tokenizer, contexts, continuations, add_special_tokens)
-    # a soft prompt (prompt tuning) shifts every logit position by its virtual tokens and rules out a shared cache
     virtual = _virtual_tokens(model)
     check_fits(model, context_ids, choice_ids, virtual)
-    share_prefix = share_prefix and virtual == 0
-    prefix = min(common_prefix_length(context_ids), min(map(len, context_ids)) - 1) if share_prefix else 0
-    prefix_cache = None
-    if prefix > 0:
-        prefix_cache = model(input_ids=torch.tensor([context_ids[0][:prefix]], device=model.device),
-                             use_cache=True).past_key_values
-    rows = _plan_rows(context_ids, choice_ids, prefix)
-    order = sorted(range(len(rows)), key=lambda r: -len(rows[r].tokens))
-    scores = np.zeros((len(contexts), len(continuations)))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    budget = max_batch_tokens or (16384 if model.device.type == "cuda" else 512)
-    context_lengths = [len(ids) - prefix for ids in context_ids]
-    missing_rows = np.bincount([row.example for row in rows], minlength=len(contexts))
+    on_gpu = model.device.type == "cuda"
+    budget = max_batch_tokens or (16384 if on_gpu else 512)
+    scores = np.zeros((len(contexts), len(continuations)))
+    done = np.zeros(len(contexts), dtype=bool)
+    prefix = 0
     try:
-        with quiet_library_notices():
-            for batch_rows in token_budget_batches([len(rows[r].tokens) for r in order], batch_size, budget):
-                batch = [rows[order[r]] for r in batch_rows]
-                # the lm head (vocabulary-sized) runs only where a label token is predicted; rows are
-                # length-sorted, so the union of those positions over a batch stays small
-                needed = sorted({pos for row in batch for pos in _scored_positions(
-                    context_lengths[row.example], 1 if row.label is None else len(choice_ids[row.label]))})
-                column = {pos: pos + virtual for pos in needed} if virtual else \
-                    {pos: index for index, pos in enumerate(needed)}
-                logits = _forward(model, batch, _batch_tensors(batch, prefix, pad), needed, prefix_cache, virtual)
-                _collect(scores, batch, logits, column, context_lengths, choice_ids)
-                np.subtract.at(missing_rows, [row.example for row in batch], 1)
+        if virtual or not _packs(model):  # a soft prompt (or an attention without custom masks): per-label rows
+            tokens_run = score_rows(model, context_ids, choice_ids, batch_size, budget, pad, virtual, done, scores)
+        else:
+            prefix = min(common_prefix_length(context_ids), min(map(len, context_ids)) - 1) if share_prefix else 0
+            tokens_run = _score_packed(model, context_ids, choice_ids, prefix, batch_size, budget, pad, done, scores)
     except KeyboardInterrupt:
-        pass  # the stop button: the examples scored so far are kept, marked by ``complete``
+        tokens_run = 0  # the stop button: the examples scored so far are kept, marked by ``complete``
+    trie_size = build_trie(choice_ids).size
     return LabelScores(scores, [len(ids) for ids in choice_ids], [len(ids) for ids in context_ids], prefix,
-                       time.perf_counter() - start, complete=missing_rows == 0)
+                       time.perf_counter() - start, complete=done, tokens_run=tokens_run,
+                       floor_tokens=prefix + sum(len(ids) - prefix + trie_size for ids in context_ids))
+
+
+def _packs(model) -> bool:
+    """Whether the model takes a custom 4D additive mask (eager and SDPA attention do; flash attention does not)."""
+    config = getattr(model, "config", None)
+    return getattr(config, "_attn_implementation", "eager") in ("eager", "sdpa") and \
+        not getattr(config, "final_logit_softcapping", None)
+
+
+def _score_packed(model, context_ids: list[list[int]], choice_ids: list[list[int]], prefix: int, batch_size: int,
+                  budget: int, pad: int, done: np.ndarray, scores: np.ndarray) -> int:
+    """Fill ``scores`` one batch of packed rows at a time; returns the tokens run (padding and prefix included)."""
+    trie = build_trie(choice_ids)
+    device = model.device
+    prefix_cache = None
+    if prefix:  # instructions and shared demonstrations: run once, their key/value cache reused by every batch
+        prefix_cache = model(input_ids=torch.tensor([context_ids[0][:prefix]], device=device),
+                             use_cache=True).past_key_values
+    suffixes = [ids[prefix:] for ids in context_ids]
+    order = sorted(range(len(suffixes)), key=lambda e: -len(suffixes[e]))
+    vocab = model.get_output_embeddings().weight.shape[0]
+    rows_for_logits = max(1, _LOGIT_BYTES[device.type == "cuda"] // ((1 + trie.size) * vocab * 4))
+    tokens_run = prefix
+    slots, pair_tokens, pair_labels = (t.to(device) for t in (trie.slots, trie.pair_tokens, trie.pair_labels))
+    with quiet_library_notices():
+        for batch in token_budget_batches([len(suffixes[e]) + trie.size for e in order],
+                                          min(batch_size, rows_for_logits), budget):
+            examples = [order[i] for i in batch]
+            packed = pack([suffixes[e] for e in examples], trie, prefix, pad, model.dtype)
+            logits = _forward_packed(model, packed, prefix_cache)
+            logp = torch.log_softmax(logits.float(), dim=-1)[:, slots, pair_tokens]    # (rows, label tokens)
+            summed = torch.zeros((len(examples), len(choice_ids)), device=device).index_add_(1, pair_labels, logp)
+            scores[examples] = summed.double().cpu().numpy()
+            done[examples] = True
+            tokens_run += packed.input_ids.numel()
+    return tokens_run
+
+
+def _forward_packed(model, packed: PackedBatch, prefix_cache) -> torch.Tensor:
+    device = model.device
+    cache = None
+    if prefix_cache is not None:
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(packed.input_ids))
+    try:
+        return model(input_ids=packed.input_ids.to(device), attention_mask=packed.attention_mask.to(device),
+                     position_ids=packed.position_ids.to(device), past_key_values=cache, use_cache=cache is not None,
+                     logits_to_keep=packed.keep.to(device)).logits
+    except torch.OutOfMemoryError:
+        raise out_of_memory(f"scoring a batch of {len(packed.input_ids)}", "a smaller --batch-size or dtype") \
+            from None
 
 
 def token_budget_batches(lengths: list[int], batch_size: int, budget: int) -> list[list[int]]:
@@ -210,20 +194,16 @@ def _virtual_tokens(model) -> int:
     return 0
 
 
-def _scored_positions(context_len: int, label_len: int) -> range:
-    """Suffix positions whose logits predict the label's tokens."""
-    return range(context_len - 1, context_len - 1 + label_len)
-
-
 @torch.inference_mode()
 def naive_label_logprobs(model, tokenizer, contexts: list[str], continuations: list[str],
                          add_special_tokens: bool = True) -> np.ndarray:
     """The obvious baseline: one full forward pass per example per label, no batching, no cache."""
     context_ids, choice_ids = encode(tokenizer, contexts, continuations, add_special_tokens)
     scores = np.zeros((len(contexts), len(continuations)))
+    virtual = _virtual_tokens(model)  # a soft prompt's logits come first
     for example, ids in enumerate(context_ids):
         for label, choice in enumerate(choice_ids):
-            logits = model(input_ids=torch.tensor([ids + choice], device=model.device)).logits[0]
+            logits = model(input_ids=torch.tensor([ids + choice], device=model.device)).logits[0, virtual:]
             logp = torch.log_softmax(logits[len(ids) - 1:len(ids) - 1 + len(choice)].float(), dim=-1)
             scores[example, label] = float(logp[torch.arange(len(choice)), torch.tensor(choice)].sum())
     return scores
@@ -231,10 +211,16 @@ def naive_label_logprobs(model, tokenizer, contexts: list[str], continuations: l
 
 @torch.inference_mode()
 def mean_pooled_embeddings(model, tokenizer, texts: list[str], batch_size: int = 32) -> np.ndarray:
-    """Unit-length mean of the last hidden states: the session model's own sentence embeddings."""
-    vectors = []
+    """Unit-length mean of the last hidden states: the session model's own sentence embeddings.
+
+    Texts are batched by length (little padding) and the vectors returned in the caller's order.
+    """
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    vectors = np.zeros((len(texts), 0), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True).to(model.device)
+        chosen = order[start:start + batch_size]
+        batch = tokenizer([texts[i] for i in chosen], return_tensors="pt", padding=True).to(model.device)
         # positions from the mask: with absolute position embeddings a left-padded text would otherwise be
         # shifted (rotary models are unaffected); logits_to_keep=1: no vocabulary projection is needed
         positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
@@ -242,6 +228,8 @@ def mean_pooled_embeddings(model, tokenizer, texts: list[str], batch_size: int =
             hidden = model(**batch, position_ids=positions, output_hidden_states=True,
                            logits_to_keep=1).hidden_states[-1].float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        vectors.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
-    return np.concatenate(vectors)
+        pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
+        if vectors.shape[1] == 0:
+            vectors = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+        vectors[chosen] = pooled.cpu().numpy()
+    return vectors

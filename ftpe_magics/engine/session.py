@@ -52,6 +52,8 @@ class Session:
         self.loaded_model = LoadedModel()
         self.adapters = AdapterRegistry(self.loaded_model)
         self.runs = RunLog()
+        # model key -> text -> vector: ``similar`` selection embeds a pool once for every configuration and k
+        self.embedding_cache: dict[str, dict] = {}
 
     # -- the parts, as the rest of the package and user code read them -------------------------------
     @property
@@ -125,6 +127,7 @@ class Session:
         previous, dropped = self.source, len(self.adapters)
         self.loaded_model.load(source, location, target_device, torch_dtype, trust_remote_code, started)
         self.adapters.clear()  # only now: a failed load above leaves the model and its adapters as they were
+        self.embedding_cache.clear()
         if dropped:
             self.log(f"Dropped {dropped} adapter(s) trained on {previous.label}: they belong to that model "
                      "(%ftpe save keeps one before loading another).")
@@ -138,6 +141,7 @@ class Session:
         if self.adapters and not quiet:
             self.log(f"Dropped {len(self.adapters)} adapter(s) trained on {label}: %ftpe save them first to keep them.")
         self.adapters.clear()
+        self.embedding_cache.clear()
         self.loaded_model.unload()
         if not quiet:
             self.log(f"Unloaded {label}.")
