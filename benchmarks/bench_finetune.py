@@ -7,7 +7,10 @@ Targets (issue 4):
 - LoRA on 2,000 SST-2 training examples beats the best 4-shot prompting accuracy (random,
   balanced, similar; drawn from the same 2,000) on the full dev set.
 
-    python benchmarks/bench_finetune.py [--part all|throughput|quality] [--train-size 2000]
+- probe and head (issue 13) next to LoRA on SST-2 and CLINC150: accuracy, training seconds, trainable
+  parameters.
+
+    python benchmarks/bench_finetune.py [--part all|throughput|quality|classifiers] [--train-size 2000]
 """
 
 from __future__ import annotations
@@ -152,9 +155,59 @@ def quality(train_size: int, epochs: float) -> tuple[list[dict], dict]:
                   "total_seconds": time.perf_counter() - start}
 
 
+def _clinc(train_size: int, dev_size: int) -> tuple[list[dict], list[dict]]:
+    """A seeded share of CLINC150's training set (every intent) and the first dev examples."""
+    import random
+
+    from ftpe_magics.engine.data import read_table
+
+    folder = DATA.parent / "clinc"
+    train = read_table(folder / "train.tsv")
+    random.Random(0).shuffle(train)
+    return train[:train_size], read_table(folder / "dev.tsv")[:dev_size]
+
+
+def _classifier_rows(session, task: str, train, dev, names: str | None, epochs: float) -> list[dict]:
+    template = "Review: {text}\nSentiment: {label}" if task == "SST-2" else "Query: {text}\nIntent: {label}"
+    rows = []
+    runs = [("probe", {"method": "probe"}), ("head", {"method": "head", "epochs": epochs, "batch_size": 16}),
+            ("lora", {"method": "lora", "epochs": epochs, "batch_size": 16})]
+    for method, options in runs:
+        if task == "SST-2" and method == "lora":
+            continue  # measured on the same data by --part quality (finetune_quality.json)
+        name = f"{method}-{task}"
+        adapter = session.finetune(template, train, name, label_names=names, logging_steps=20, **options)
+        started = time.perf_counter()
+        condition = session.compare(f"c: adapter {name}", dev, label_names=names).conditions[0]
+        rows.append({"task": task, "method": method, "accuracy": condition.accuracy,
+                     "train_seconds": adapter.train_seconds, "eval_seconds": time.perf_counter() - started,
+                     "trainable_params": adapter.trainable_params})
+        session.delete_adapter(name)
+    return rows
+
+
+def classifiers(train_size: int, clinc_train: int, clinc_dev: int, epochs: float) -> tuple[list[dict], dict]:
+    """probe and head next to LoRA: SST-2 (first 2,000 train, 872 dev) and CLINC150 (a share, all 150 intents)."""
+    from ftpe_magics import Session
+
+    session = Session(log=lambda m: None).load()
+    rows = _classifier_rows(session, "SST-2", _train_rows(train_size), str(DATA / "dev.tsv"), NAMES, epochs)
+    quality = json.loads((Path(__file__).parent / "results" / "finetune_quality.json").read_text())
+    lora = next(r for r in quality["rows"] if r["condition"].startswith("LoRA"))
+    rows.append({"task": "SST-2", "method": "lora (from finetune_quality.json)", "accuracy": lora["accuracy"],
+                 "train_seconds": lora["seconds"], "trainable_params": lora["trainable_params"]})
+    train, dev = _clinc(clinc_train, clinc_dev)
+    rows += _classifier_rows(session, "CLINC150", train, dev, None, epochs)
+    return rows, {"sst2": {"train": train_size, "dev": 872}, "clinc150": {"train": clinc_train, "dev": clinc_dev,
+                  "train_share": "seeded shuffle of the 18,000 training examples (all 150 intents)"},
+                  "epochs": epochs, "batch_size": 16}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["all", "throughput", "quality"], default="all")
+    parser.add_argument("--part", choices=["all", "throughput", "quality", "classifiers"], default="all")
+    parser.add_argument("--clinc-train", type=int, default=3000)
+    parser.add_argument("--clinc-dev", type=int, default=300)
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--child", choices=["ours", "baseline"])
@@ -168,6 +221,9 @@ def main() -> None:
         rows, summary = quality(args.train_size, args.epochs)
         report("finetune_quality", rows, summary)
         print(summary)
+    if args.part in ("all", "classifiers"):
+        rows, summary = classifiers(args.train_size, args.clinc_train, args.clinc_dev, args.epochs)
+        report("finetune_classifiers", rows, summary)
 
 
 if __name__ == "__main__":

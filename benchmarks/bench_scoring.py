@@ -58,9 +58,12 @@ CASES = {
 
 
 def _pool(train: Examples, size: int | None) -> list[int]:
+    """The whole training set in file order (as the earlier figures used it), or a seeded share of it."""
     order = list(range(len(train)))
+    if not size:
+        return order
     random.Random(0).shuffle(order)
-    return order[:size] if size else order
+    return order[:size]
 
 
 def _prompts(session: Session, case: Case, train: Examples, dev: Examples) -> tuple[list[str], dict]:
@@ -139,9 +142,28 @@ def main() -> None:
               "tokens run/ex": r["tokens_run_per_example"], "floor/ex": r["floor_tokens_per_example"],
               "naive tokens/ex": r["naive_tokens_per_example"], "pool embed s": r["pool_embedding_s"],
               "query embed ms": r["query_embedding_ms"]} for r in rows]
-    report("scoring_quick" if args.quick else "scoring", shown,
-           {"cases": rows, "model": "SmolLM2-135M-Instruct (default), fp32",
-            "baseline": "naive loop: one forward pass per example per label, same prompts"})
+    name = "scoring_quick" if args.quick else "scoring"
+    shown, rows = _merged(name, shown, rows)  # a run of some cases keeps the others' figures
+    report(name, shown, {"cases": rows, "model": "SmolLM2-135M-Instruct (default), fp32",
+                         "baseline": "naive loop: one forward pass per example per label, same prompts"})
+
+
+def _merged(name: str, shown: list[dict], rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    import json
+
+    from common import RESULTS
+
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return shown, rows
+    earlier = json.loads(path.read_text())
+    fresh = {row["case"] for row in rows}
+    keep_shown = [r for r in earlier.get("rows", []) if r.get("case") not in fresh]
+    keep_rows = [r for r in earlier.get("cases", []) if r.get("case") not in fresh]
+    order = list(CASES.values())
+    rank = {case.name: i for i, case in enumerate(order)}
+    return (sorted(keep_shown + shown, key=lambda r: rank.get(r["case"], 99)),
+            sorted(keep_rows + rows, key=lambda r: rank.get(r["case"], 99)))
 
 
 if __name__ == "__main__":

@@ -130,6 +130,11 @@ def summary_html(result: CompareResult) -> str:
                           list(scored["accuracy_high"]))
     note = ("<p style='color:gray'>accuracy with a 95% bootstrap interval; p_vs_best: exact McNemar test "
             "against the best condition on the same examples; latency per example.</p>")
+    by_construction = [c.condition for c in result.conditions if c.deterministic]
+    if by_construction:
+        note += (f"<p style='color:gray'>consistency of {html.escape(', '.join(by_construction))}: 1.0 by "
+                 "construction (a classification head predicts by argmax; --samples draws from its distribution)."
+                 "</p>")
     stopped = list(table.loc[table["interrupted"], "condition"])
     if stopped:
         note += (f"<p style='color:#b00'><b>Interrupted:</b> {html.escape(', '.join(stopped))} (stopped before the "
@@ -203,6 +208,11 @@ def _fewshot_head(main: ConditionResult) -> list[str]:
         parts.append(f"<p>{len(main.order_accuracies)} orders of the same examples: mean "
                      f"{np.mean(main.order_accuracies):.3f} ± {np.std(main.order_accuracies):.3f} "
                      f"(min {min(main.order_accuracies):.3f}, max {max(main.order_accuracies):.3f})</p>")
+    pool_seconds = main.extra.get("pool_embedding_seconds", 0.0)
+    if pool_seconds:
+        parts.append(f"<p style='color:gray'>similar: the training pool was embedded once ({pool_seconds:.1f} s, "
+                     "kept for every later configuration and k with this model); the latency above is per query."
+                     "</p>")
     overlap = main.extra.get("overlap", 0)
     if overlap:
         parts.append(f"<p style='color:#b00'>Leakage guard: {overlap} eval example(s) also appear in the training "

@@ -24,7 +24,7 @@ from .templates import ExampleTemplate
 META = "ftpe_adapter.json"
 # every file a save writes: peft's, transformers' (a full copy, sharded or not), and ours
 _OURS = re.compile(r"^(adapter_config\.json|adapter_model\.safetensors|config\.json|generation_config\.json|"
-                   r"model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|README\.md|"
+                   r"model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|README\.md|head\.safetensors|"
                    + re.escape(META) + r")$")
 
 
@@ -46,11 +46,13 @@ def _existing(target: Path, shown: str) -> str:
 
 
 def _write(adapter: Adapter, staging: Path) -> None:
+    from safetensors.torch import save_file
+
+    if adapter.head is not None:
+        save_file(adapter.head.tensors(), staging / "head.safetensors")
     if adapter.model is not None:
         adapter.model.save_pretrained(staging)
-    else:
-        from safetensors.torch import save_file
-
+    elif adapter.peft_config is not None:
         config = copy.deepcopy(adapter.peft_config)
         config.base_model_name_or_path = adapter.base_model_id or None  # not the machine's cache path
         if getattr(config, "tokenizer_name_or_path", None):
@@ -130,6 +132,17 @@ def _peft_adapter(folder: Path, meta: dict, common: dict, device: str) -> Adapte
     return Adapter(method=method, peft_config=config, state=state, **common)
 
 
+def _head(folder: Path, meta: dict):
+    if not (folder / "head.safetensors").is_file():
+        return None
+    from safetensors.torch import load_file
+
+    from .finetune.heads import ClassifierHead
+
+    return ClassifierHead.from_tensors(load_file(str(folder / "head.safetensors")), meta.get("label_set", []),
+                                       meta.get("head_pool") or "mean")
+
+
 def load_adapter(path: str | os.PathLike, name: str, device: str, base_fingerprint: str) -> Adapter:
     """Read a saved adapter; one trained on another base model (by fingerprint) is refused here, not at use."""
     folder = Path(path).expanduser()
@@ -141,6 +154,7 @@ def load_adapter(path: str | os.PathLike, name: str, device: str, base_fingerpri
         trained_on = common["base_model_id"] or "another model"
         raise FtpeError(f"The adapter in {display_path(folder)} was trained on {trained_on}, not the model loaded "
                         "now (the weight fingerprints differ). Load that model first.")
+    common["head"] = _head(folder, meta)
     if (folder / "adapter_config.json").is_file():
         return _peft_adapter(folder, meta, common, device)
     if (folder / "config.json").is_file():
@@ -148,5 +162,7 @@ def load_adapter(path: str | os.PathLike, name: str, device: str, base_fingerpri
 
         model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True).to(device).eval()
         return Adapter(method=meta.get("method", "full"), model=model, **common)
+    if common["head"] is not None:  # a probe, or a head on the frozen body
+        return Adapter(method=meta.get("method", "probe"), **common)
     raise FtpeError(f"{display_path(folder)} holds neither a peft adapter (adapter_config.json) nor a model "
                     "(config.json).")

@@ -39,6 +39,7 @@ class Adapter:
     interrupted_at: int | None = None
     steps: int = 0
     history: list[dict] = field(default_factory=list, repr=False)
+    head: Any = None             # a ClassifierHead (probe, head): predictions by argmax over its classes
     base_model_id: str = ""      # the model it was trained on: its hub id or name, never a path of this machine
     base_fingerprint: str = ""   # LoadedModel.fingerprint of that model, checked when the adapter is loaded
 
@@ -54,7 +55,8 @@ class Adapter:
                 "instructions": template.instructions if template else "", "chat": self.chat,
                 "label_set": self.label_set, "input_col": self.input_col, "trainable_params": self.trainable_params,
                 "train_seconds": self.train_seconds, "best_metric": self.best_metric, "steps": self.steps,
-                "base_model": self.base_model_id, "base_fingerprint": self.base_fingerprint}
+                "base_model": self.base_model_id, "base_fingerprint": self.base_fingerprint,
+                "head_pool": self.head.pool if self.head is not None else None}
 
 
 def is_prompt_learning(model) -> bool:
@@ -66,6 +68,8 @@ def attach(base_model, adapter: Adapter):
     """The model to use for ``adapter``: a fresh peft wrapper around the base, or the trained copy."""
     if adapter.model is not None:  # full fine-tuning and unfreezing keep a trained copy
         return adapter.model
+    if adapter.peft_config is None:  # a probe or a head on the frozen body: the base as it is
+        return base_model
     from peft import get_peft_model, set_peft_model_state_dict
 
     config = copy.deepcopy(adapter.peft_config)

@@ -62,6 +62,8 @@ class ConditionResult:
     extra: dict = field(default_factory=dict)
     # the stop button cut this condition short: its partial outputs are kept, but it is not scored
     interrupted: bool = False
+    # predicted by argmax (a classification head): every sample would be the same answer
+    deterministic: bool = False
 
     @property
     def n(self) -> int:
@@ -85,6 +87,8 @@ class ConditionResult:
 
     @property
     def consistency(self) -> float | None:
+        if self.deterministic:
+            return 1.0
         return modal_agreement(self.samples) if self.samples else None
 
     @property
@@ -302,6 +306,29 @@ class Evaluator:
             result.seconds /= config.orders  # latency of one pass, comparable with other conditions
         return result
 
+    def _classifier(self, condition: str, adapter: Adapter) -> ConditionResult:
+        """A probe or a head: argmax over its classes (consistency 1.0 by construction); ``--samples`` draws
+        from the head's own distribution instead."""
+        from .finetune.heads import class_ids, predict
+
+        if not self.classification:
+            raise FtpeError(f"Adapter {adapter.name!r} is a classifier ({adapter.method}); score it on labels, "
+                            "without --metric.")
+        class_ids(self.eval_data.labels, adapter.head.label_set, "--eval")  # an eval label it cannot output
+        started = time.perf_counter()
+        texts = [assemble(adapter.template.instructions, [], adapter.template.query(self._row(row)))
+                 for row in self.eval_data.rows]
+        probabilities = predict(self.handle.model, self.handle.tokenizer, adapter.head, texts, self.batch_size)
+        predictions = [adapter.head.label_set[i] for i in probabilities.argmax(axis=1)]
+        samples = _head_draws(probabilities, adapter.head.label_set, self.samples, self.seed)
+        tokens = [len(ids) for ids in self.handle.tokenizer(texts)["input_ids"]]
+        result = self._result(condition, "adapter", f"{adapter.name} ({adapter.method})", predictions, predictions,
+                              time.perf_counter() - started, tokens, texts[0], samples=samples,
+                              trainable_params=adapter.trainable_params, train_seconds=adapter.train_seconds,
+                              classifier=True)
+        result.deterministic = samples is None
+        return result
+
     def _embedder(self):
         """Embeddings by the model now active, cached per text for the session under the model's key (which
         changes at every load, so vectors of a freed model are never reused): every configuration and k share
@@ -334,6 +361,8 @@ class Evaluator:
 
     def adapter(self, condition: str, adapter: Adapter, kind: str = "adapter") -> ConditionResult:
         """Score the active model on exactly the text format ``adapter`` was trained on."""
+        if adapter.head is not None and kind == "adapter":
+            return self._classifier(condition, adapter)
         if adapter.template is None:
             raise FtpeError(f"Adapter {adapter.name!r} has no template (a plain peft folder): compare it with "
                             "'base TEMPLATE'-style conditions or retrain it with %%finetune.")
@@ -353,6 +382,13 @@ class Evaluator:
         predictions = [_first_line(samples[0]) for samples in run.outputs]
         return self._result(condition, kind, spec, predictions, [s[0] for s in run.outputs], run.seconds,
                             run.prompt_tokens, contexts[0], interrupted=run.interrupted, **extra)
+
+
+def _head_draws(probabilities: np.ndarray, label_set: list[str], samples: int, seed: int) -> list[list[str]] | None:
+    if samples <= 1:
+        return None
+    rng = np.random.default_rng(seed)
+    return [[label_set[rng.choice(len(label_set), p=p / p.sum())] for _ in range(samples)] for p in probabilities]
 
 
 def _first_line(text: str) -> str:

@@ -345,16 +345,31 @@ class Session:
             share_label_set(train_data, val_data, data.labels)
         elif finetune.val_split:
             train_data, val_data = split_validation(train_data, finetune.val_split, finetune.seed)
-        from .finetune.train import prepare, train_adapter  # transformers' Trainer: imported when first used
-
-        job = prepare(self.tokenizer, name, template, train_data, val_data, finetune)
-        self.adapters.use("base")
+        adapter = self._train(name, template, train_data, val_data, finetune, list(observers))
         loaded = self.loaded_model
-        adapter = train_adapter(loaded.model, loaded.tokenizer, loaded.location, loaded.device, job,
-                                list(observers), eval_batch_size=self.config.batch_size)
         adapter.base_model_id, adapter.base_fingerprint = loaded.source.model_id, loaded.fingerprint
         self.adapters.add(adapter)
         return adapter
+
+    def _train(self, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,
+               options: FinetuneOptions, observers: list[TrainingObserver]) -> Adapter:
+        """Check and tokenise first, then train on the base with no adapter attached (imported when first used:
+        transformers' Trainer is slow to import)."""
+        from .finetune.classify import prepare_classifier, train_head, train_probe
+        from .finetune.methods import is_classifier
+        from .finetune.train import prepare, train_adapter
+
+        loaded, batch = self.loaded_model, self.config.batch_size
+        if not is_classifier(options):
+            job = prepare(loaded.tokenizer, name, template, train, val, options)
+            self.adapters.use("base")
+            return train_adapter(loaded.model, loaded.tokenizer, loaded.location, loaded.device, job, observers,
+                                 eval_batch_size=batch)
+        job = prepare_classifier(loaded.tokenizer, name, template, train, val, options)
+        self.adapters.use("base")
+        if options.method == "probe":
+            return train_probe(loaded.model, loaded.tokenizer, job, batch, observers)
+        return train_head(loaded.model, loaded.tokenizer, loaded.device, job, observers, eval_batch_size=batch)
 
 
 def _split_options(given: dict[str, Any], *defaults: Any) -> tuple:

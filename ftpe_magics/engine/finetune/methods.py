@@ -23,7 +23,8 @@ class Method:
     name: str
     default_lr: float
     trains_copy: bool
-    build: Callable[[Any, FinetuneOptions, str], Any]  # (base model, options, tokenizer location) -> model
+    build: Callable[[Any, FinetuneOptions, str], Any] | None  # (base, options, tokenizer location) -> model
+    classifier: bool = False  # predicts with a classification head (argmax) instead of generating the label
 
 
 def _targets(options: FinetuneOptions) -> list[str] | str | None:
@@ -34,7 +35,8 @@ def _targets(options: FinetuneOptions) -> list[str] | str | None:
     return [name.strip() for name in options.target_modules.split(",")]
 
 
-def _lora(base, options: FinetuneOptions, location: str):
+def lora_on(base, options: FinetuneOptions, location: str = ""):
+    """LoRA layers injected into ``base`` (a peft wrapper around it), from ``--rank``, ``--alpha``, ``--dropout``."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=options.rank, lora_alpha=options.alpha,
@@ -68,13 +70,20 @@ def _copy(base, options: FinetuneOptions, location: str):
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (
-    Method("lora", 1e-3, False, _lora),
+    Method("lora", 1e-3, False, lora_on),
     Method("full", 3e-5, True, _copy),
     Method("prompt-tuning", 3e-2, False, _prompt_tuning),
     Method("ia3", 3e-3, False, _ia3),
     Method("unfreeze", 5e-5, True, _copy),
+    Method("probe", 0.0, False, None, classifier=True),  # logistic regression by L-BFGS: no learning rate
+    Method("head", 1e-3, False, None, classifier=True),
 )}
 COPY_METHODS = tuple(name for name, method in METHODS.items() if method.trains_copy)
+
+
+def is_classifier(options: FinetuneOptions) -> bool:
+    """Whether a run trains a classification head: probe, head, or gradual unfreezing with ``--head``."""
+    return METHODS[options.method].classifier or (options.method == "unfreeze" and options.head)
 
 
 def default_lr(method: str) -> float:

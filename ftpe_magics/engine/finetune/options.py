@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..options import check_ranges, option
+from .heads import POOLS
 from .methods import METHODS, default_lr
 
 
 @dataclass
 class FinetuneOptions:
     method: str = option("lora", "lora, full (a trained copy), prompt-tuning (soft prompt), ia3, unfreeze "
-                                 "(gradual unfreezing).", choices=tuple(METHODS))
+                                 "(gradual unfreezing), probe (logistic regression on frozen features), head "
+                                 "(a classification head, LoRA on the body).", choices=tuple(METHODS))
     val_split: float | None = option(None, "Hold out this share of --train for validation (seeded).", low=0,
                                      low_open=True, high=1, high_open=True)
     epochs: float | None = option(None, "Passes over the training set (default 3).", low=0, low_open=True)
@@ -38,6 +40,11 @@ class FinetuneOptions:
     init_text: str | None = option(None, "Prompt tuning: initialise the soft prompt from this text.")
     unfreeze_groups: int = option(4, "Gradual unfreezing: layer groups.", low=1)
     unfreeze_every: int | None = option(None, "Gradual unfreezing: steps between groups.", low=1)
+    pool: str = option("mean", "probe, head: pool the last hidden states by their mean, or take the last token's.",
+                       choices=POOLS)
+    l2: float = option(1e-3, "probe: L2 penalty on the weights.", low=0)
+    freeze_body: bool = option(False, "head: train the head alone (no LoRA on the body).")
+    head: bool = option(False, "unfreeze: train a classification head instead of the language-model answer.")
 
     def __post_init__(self) -> None:
         check_ranges(self)

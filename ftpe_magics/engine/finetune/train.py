@@ -80,9 +80,8 @@ class TrainingJob:
         return self.options.eval_steps or max(1, min(self.steps_per_epoch, self.total_steps // 4 or 1))
 
 
-def prepare(tokenizer, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,
-            options: FinetuneOptions) -> TrainingJob:
-    """Every check that can fail on the user's input, before any training starts."""
+def check_job(name: str, template: ExampleTemplate, train: Examples) -> None:
+    """What every method needs: a name that is not ``base``, a label to learn, and enough examples."""
     if name == "base":
         raise FtpeError("'base' names the model without adapters; choose another --name.")
     if not template.has_label:
@@ -90,6 +89,12 @@ def prepare(tokenizer, name: str, template: ExampleTemplate, train: Examples, va
                         "e.g. Review: {text}\\nSentiment: {label}")
     if len(train) < 4:
         raise FtpeError(f"The training set has {len(train)} example(s); fine-tuning needs at least 4.")
+
+
+def prepare(tokenizer, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,
+            options: FinetuneOptions) -> TrainingJob:
+    """Every check that can fail on the user's input, before any training starts."""
+    check_job(name, template, train)
     chat = not options.raw and bool(getattr(tokenizer, "chat_template", None))
     check_max_len(tokenizer, template, chat, options.max_len, train.label_set)
     train_features = build_features(tokenizer, template, train, chat, options.loss, options.max_len)
