@@ -120,6 +120,12 @@ CASES = [
     ("malformed-adapter-json", lambda ns, w: _broken_meta(w), "%ftpe load-adapter {work}/broken", "is not valid JSON"),
     ("adapter-of-another-model", lambda ns, w: _foreign_adapter(w), "%ftpe load-adapter {work}/foreign",
      "does not fit the model loaded"),
+    ("l2-negative", None, CELL_FT.format(opts="--method probe --l2 -1"), "--l2 must be at least 0"),
+    ("pool-unknown", None, CELL_FT.format(opts="--method probe --pool middle"), "argument --pool: invalid choice"),
+    ("classifier-eval-label-unseen", lambda ns, w: ns.update(odd=[{"text": "fine", "label": "neutral"}]),
+     CELL_FT.format(opts="--method probe --eval odd"), "which the classifier was not trained on"),
+    ("classifier-with-metric", None, "%%compare --eval rows --metric exact\nc: adapter saved-probe",
+     "is a classifier"),
     ("use-unknown-adapter", None, "%ftpe use nosuch", "No adapter named 'nosuch'"),
     ("compare-unknown-kind", None, "%%compare --eval rows\nzero: promt Review: {text}", "unknown kind 'promt'"),
 ]
@@ -141,9 +147,11 @@ def _state(shell, work: Path, names: list[str]) -> dict:
 @pytest.fixture(scope="module")
 def saved_adapter(tmp_path_factory, tiny_session):
     """One trained adapter on disk, loaded into every case's session so a case can show it survives."""
-    folder = tmp_path_factory.mktemp("adapter") / "saved"
+    folder = tmp_path_factory.mktemp("adapter")
     tiny_session.finetune(TEMPLATE.replace("\\n", "\n"), ROWS, "saved-src", max_steps=2, batch_size=4, warmup=0)
-    tiny_session.save_adapter("saved-src", str(folder))
+    tiny_session.save_adapter("saved-src", str(folder / "saved"))
+    tiny_session.finetune(TEMPLATE.replace("\\n", "\n"), ROWS, "probe-src", method="probe")
+    tiny_session.save_adapter("probe-src", str(folder / "saved-probe"))
     return folder
 
 
@@ -177,5 +185,6 @@ def test_bad_input_is_one_line_and_changes_nothing(shell, capsys, tmp_path, save
     if "_config_cache" in ns:
         shell.run_line_magic("config", f"Ftpe.cache_dir = {ns['_config_cache']!r}")
     shell.run_line_magic("ftpe", "load")
-    shell.run_line_magic("ftpe", f"load-adapter {saved_adapter} --name saved")
+    shell.run_line_magic("ftpe", f"load-adapter {saved_adapter / 'saved'} --name saved")
+    shell.run_line_magic("ftpe", f"load-adapter {saved_adapter / 'saved-probe'} --name saved-probe")
     assert_survives(shell, capsys, work, cell.replace("{work}", str(work)), expected)

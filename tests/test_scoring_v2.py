@@ -130,3 +130,18 @@ def test_embeddings_are_in_the_callers_order_whatever_their_length(tiny_session)
     alone = np.concatenate([scoring.mean_pooled_embeddings(tiny_session.model, tiny_session.tokenizer, [t])
                             for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_out_of_memory_while_scoring_is_one_line_and_the_model_stays(tiny_session, monkeypatch):
+    from ftpe_magics import FtpeError
+
+    model = tiny_session.model
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(model, "forward", out_of_memory)
+    with pytest.raises(FtpeError, match=r"out of memory while scoring a batch.*smaller --batch-size.*still loaded"):
+        label_logprobs(model, tiny_session.tokenizer, ["Review: a\nSentiment:"], LABEL_SETS["150-labels"])
+    monkeypatch.undo()
+    assert tiny_session.loaded and tiny_session.model is model

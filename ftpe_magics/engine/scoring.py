@@ -134,8 +134,12 @@ def _score_packed(model, context_ids: list[list[int]], choice_ids: list[list[int
     device = model.device
     prefix_cache = None
     if prefix:  # instructions and shared demonstrations: run once, their key/value cache reused by every batch
-        prefix_cache = model(input_ids=torch.tensor([context_ids[0][:prefix]], device=device),
-                             use_cache=True).past_key_values
+        try:
+            prefix_cache = model(input_ids=torch.tensor([context_ids[0][:prefix]], device=device),
+                                 use_cache=True).past_key_values
+        except torch.OutOfMemoryError:
+            raise out_of_memory(f"scoring a batch of 1 (the {prefix}-token prefix shared by every prompt)",
+                                "a smaller --batch-size or dtype, or fewer demonstrations") from None
     suffixes = [ids[prefix:] for ids in context_ids]
     order = sorted(range(len(suffixes)), key=lambda e: -len(suffixes[e]))
     vocab = model.get_output_embeddings().weight.shape[0]

@@ -23,7 +23,7 @@ from .callbacks import CountingCollator, Reporter, Supervisor, Unfreeze, layer_g
 from .heads import ClassifierModel, accuracy, class_ids, class_weights, fit_probe, pooled_features
 from .observers import Observers, TrainingHistory, TrainingObserver, TrainingPlan
 from .options import FinetuneOptions
-from .train import TrainingJob, _run, _trainer, base_kept
+from .train import TrainingJob, _run, _trainer, base_kept, check_job
 
 
 def query_texts(template: ExampleTemplate, data: Examples) -> list[str]:
@@ -33,20 +33,19 @@ def query_texts(template: ExampleTemplate, data: Examples) -> list[str]:
 def prepare_classifier(tokenizer, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,
                        options: FinetuneOptions) -> TrainingJob:
     """Every check and the tokenised examples (ids and a class id each), before the model is touched."""
-    from .train import check_job
-
     check_job(name, template, train)
     seen = set(train.labels)  # a classifier's classes are the labels it is trained on, not the union with --eval
     train.label_set = label_set = [label for label in train.label_set if label in seen]
     if val is not None:
         class_ids(val.labels, label_set, "--eval")  # a validation label the classifier cannot output
-    features = [_features(tokenizer, template, data, label_set, options.max_len) if data is not None else None
-                for data in (train, val)]
+    features = [_features(tokenizer, template, data, label_set, options.max_len, what) if data is not None else None
+                for data, what in ((train, "--train"), (val, "--eval"))]
     return TrainingJob(name, template, train, val, options, False, features[0], features[1])
 
 
-def _features(tokenizer, template: ExampleTemplate, data: Examples, label_set: list[str], max_len: int) -> list[dict]:
-    targets = class_ids(data.labels, label_set, "--train")
+def _features(tokenizer, template: ExampleTemplate, data: Examples, label_set: list[str], max_len: int,
+              what: str) -> list[dict]:
+    targets = class_ids(data.labels, label_set, what)
     return [{"input_ids": ids[-max_len:], "attention_mask": [1] * len(ids[-max_len:]), "labels": int(target)}
             for ids, target in zip((tokenizer(text)["input_ids"] for text in query_texts(template, data)),
                                    targets, strict=True)]
