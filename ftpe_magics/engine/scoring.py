@@ -26,7 +26,7 @@ from .label_trie import PackedBatch, build_trie, pack
 from .memory import out_of_memory
 from .model import context_limit
 from .scoped import quiet_library_notices
-from .scoring_rows import score_rows
+from .scoring_rows import score_rows, token_budget_batches
 
 # kept logits (rows x scored positions x vocabulary, float32) per batch: 256 MiB on a CPU, 2 GiB on a GPU
 _LOGIT_BYTES = {False: 256 << 20, True: 2 << 30}
@@ -173,22 +173,6 @@ def _forward_packed(model, packed: PackedBatch, prefix_cache) -> torch.Tensor:
     except torch.OutOfMemoryError:
         raise out_of_memory(f"scoring a batch of {len(packed.input_ids)}", "a smaller --batch-size or dtype") \
             from None
-
-
-def token_budget_batches(lengths: list[int], batch_size: int, budget: int) -> list[list[int]]:
-    """Consecutive positions of length-sorted rows grouped so that rows x widest row <= budget."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    width = 0
-    for index, length in enumerate(lengths):
-        if current and (len(current) >= batch_size or (len(current) + 1) * max(width, length) > budget):
-            batches.append(current)
-            current, width = [], 0
-        current.append(index)
-        width = max(width, length)
-    if current:
-        batches.append(current)
-    return batches
 
 
 def _virtual_tokens(model) -> int:

@@ -3,7 +3,8 @@
 Prompt tuning prepends its virtual tokens inside the model, so a custom block attention mask (the
 packed trie of ``label_trie``) cannot be passed through it; these rows need nothing but the
 model's own 2D mask. Rows are length-sorted so the union of scored positions over a batch stays
-small, and single-token label sets take every label from one row's last logits.
+small, and single-token label sets take every label from one row's last logits. The batch planner
+both paths use, ``token_budget_batches``, lives here too.
 """
 
 from __future__ import annotations
@@ -78,11 +79,25 @@ def _scored_positions(context_len: int, label_len: int) -> range:
     return range(context_len - 1, context_len - 1 + label_len)
 
 
+def token_budget_batches(lengths: list[int], batch_size: int, budget: int) -> list[list[int]]:
+    """Consecutive positions of length-sorted rows grouped so that rows x widest row <= budget."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    for index, length in enumerate(lengths):
+        if current and (len(current) >= batch_size or (len(current) + 1) * max(width, length) > budget):
+            batches.append(current)
+            current, width = [], 0
+        current.append(index)
+        width = max(width, length)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def score_rows(model, context_ids: list[list[int]], choice_ids: list[list[int]], batch_size: int, budget: int,
                pad: int, virtual: int, done: np.ndarray, scores: np.ndarray) -> int:
     """Fill ``scores`` (and ``done``, per example) row by row; returns the tokens run. Stops at KeyboardInterrupt."""
-    from .scoring import token_budget_batches
-
     rows = _plan_rows(context_ids, choice_ids)
     order = sorted(range(len(rows)), key=lambda r: -len(rows[r].tokens))
     context_lengths = [len(ids) for ids in context_ids]
