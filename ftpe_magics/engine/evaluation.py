@@ -316,8 +316,7 @@ class Evaluator:
                             "without --metric.")
         class_ids(self.eval_data.labels, adapter.head.label_set, "--eval")  # an eval label it cannot output
         started = time.perf_counter()
-        texts = [assemble(adapter.template.instructions, [], adapter.template.query(self._row(row)))
-                 for row in self.eval_data.rows]
+        texts = [adapter.template.prompt(self._row(row)) for row in self.eval_data.rows]
         probabilities = predict(self.handle.model, self.handle.tokenizer, adapter.head, texts, self.batch_size)
         predictions = [adapter.head.label_set[i] for i in probabilities.argmax(axis=1)]
         samples = _head_draws(probabilities, adapter.head.label_set, self.samples, self.seed)

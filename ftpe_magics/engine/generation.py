@@ -126,7 +126,8 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
     """
     if not prompts:
         raise FtpeError("Nothing to generate: the list of prompts is empty.")
-    settings = with_config_defaults(settings, Ftpe())  # options left at None take the Ftpe defaults
+    if settings.max_new_tokens is None or settings.batch_size is None:  # a direct call: the Ftpe defaults
+        settings = with_config_defaults(settings, Ftpe())
     if settings.seed is None and not settings.greedy:
         settings = replace(settings, seed=secrets.randbelow(2**31))  # recorded, so the run can be repeated
     texts, add_special = render_prompts(tokenizer, prompts, settings.system, settings.raw)

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from .errors import FtpeError
-from .label_trie import PackedBatch, build_trie, pack
+from .label_trie import LabelTrie, PackedBatch, build_trie, pack
 from .memory import out_of_memory
 from .model import context_limit
 from .scoped import quiet_library_notices
 from .scoring_rows import score_rows, token_budget_batches
 
+POOLS = ("mean", "last")  # how hidden states become one vector per text: their mean, or the last token's
 # kept logits (rows x scored positions x vocabulary, float32) per batch: 256 MiB on a CPU, 2 GiB on a GPU
 _LOGIT_BYTES = {False: 256 << 20, True: 2 << 30}
 
@@ -100,6 +101,7 @@ def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[st
     context_ids, choice_ids = encode(tokenizer, contexts, continuations, add_special_tokens)
     virtual = _virtual_tokens(model)
     check_fits(model, context_ids, choice_ids, virtual)
+    trie = build_trie(choice_ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     on_gpu = model.device.type == "cuda"
     budget = max_batch_tokens or (16384 if on_gpu else 512)
@@ -111,13 +113,13 @@ def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[st
             tokens_run = score_rows(model, context_ids, choice_ids, batch_size, budget, pad, virtual, done, scores)
         else:
             prefix = min(common_prefix_length(context_ids), min(map(len, context_ids)) - 1) if share_prefix else 0
-            tokens_run = _score_packed(model, context_ids, choice_ids, prefix, batch_size, budget, pad, done, scores)
+            tokens_run = _score_packed(model, context_ids, trie, len(choice_ids), prefix, batch_size, budget, pad,
+                                       done, scores)
     except KeyboardInterrupt:
         tokens_run = 0  # the stop button: the examples scored so far are kept, marked by ``complete``
-    trie_size = build_trie(choice_ids).size
     return LabelScores(scores, [len(ids) for ids in choice_ids], [len(ids) for ids in context_ids], prefix,
                        time.perf_counter() - start, complete=done, tokens_run=tokens_run,
-                       floor_tokens=prefix + sum(len(ids) - prefix + trie_size for ids in context_ids))
+                       floor_tokens=prefix + sum(len(ids) - prefix + trie.size for ids in context_ids))
 
 
 def _packs(model) -> bool:
@@ -127,10 +129,9 @@ def _packs(model) -> bool:
         not getattr(config, "final_logit_softcapping", None)
 
 
-def _score_packed(model, context_ids: list[list[int]], choice_ids: list[list[int]], prefix: int, batch_size: int,
+def _score_packed(model, context_ids: list[list[int]], trie: LabelTrie, labels: int, prefix: int, batch_size: int,
                   budget: int, pad: int, done: np.ndarray, scores: np.ndarray) -> int:
     """Fill ``scores`` one batch of packed rows at a time; returns the tokens run (padding and prefix included)."""
-    trie = build_trie(choice_ids)
     device = model.device
     prefix_cache = None
     if prefix:  # instructions and shared demonstrations: run once, their key/value cache reused by every batch
@@ -153,7 +154,7 @@ def _score_packed(model, context_ids: list[list[int]], choice_ids: list[list[int
             packed = pack([suffixes[e] for e in examples], trie, prefix, pad, model.dtype)
             logits = _forward_packed(model, packed, prefix_cache)
             logp = torch.log_softmax(logits.float(), dim=-1)[:, slots, pair_tokens]    # (rows, label tokens)
-            summed = torch.zeros((len(examples), len(choice_ids)), device=device).index_add_(1, pair_labels, logp)
+            summed = torch.zeros((len(examples), labels), device=device).index_add_(1, pair_labels, logp)
             scores[examples] = summed.double().cpu().numpy()
             done[examples] = True
             tokens_run += packed.input_ids.numel()
@@ -197,27 +198,38 @@ def naive_label_logprobs(model, tokenizer, contexts: list[str], continuations: l
     return scores
 
 
-@torch.inference_mode()
-def mean_pooled_embeddings(model, tokenizer, texts: list[str], batch_size: int = 32) -> np.ndarray:
-    """Unit-length mean of the last hidden states: the session model's own sentence embeddings.
+def pooled(hidden: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
+    """The mean of the real tokens' states, or the last real token's (right padding)."""
+    if pool == "last":
+        last = mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
-    Texts are batched by length (little padding) and the vectors returned in the caller's order.
-    """
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    vectors = np.zeros((len(texts), 0), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
+
+@torch.inference_mode()
+def pooled_features(model, tokenizer, texts: list[str], pool: str, batch_size: int = 32,
+                    max_len: int | None = None) -> torch.Tensor:
+    """Pooled last hidden states of ``texts`` (float32, on the CPU), batched by length, in the caller's order."""
+    decoder = model.get_decoder()
+    encoded = [tokenizer(text)["input_ids"][-(max_len or 10**9):] for text in texts]
+    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
+    out = None
+    for start in range(0, len(order), batch_size):
         chosen = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in chosen], return_tensors="pt", padding=True).to(model.device)
-        # positions from the mask: with absolute position embeddings a left-padded text would otherwise be
-        # shifted (rotary models are unaffected); logits_to_keep=1: no vocabulary projection is needed
-        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        with quiet_library_notices():
-            hidden = model(**batch, position_ids=positions, output_hidden_states=True,
-                           logits_to_keep=1).hidden_states[-1].float()
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
-        if vectors.shape[1] == 0:
-            vectors = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
-        vectors[chosen] = pooled.cpu().numpy()
-    return vectors
+        width = max(len(encoded[i]) for i in chosen)
+        ids = torch.full((len(chosen), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(chosen), width), dtype=torch.long)
+        for row, index in enumerate(chosen):
+            ids[row, :len(encoded[index])] = torch.tensor(encoded[index])
+            mask[row, :len(encoded[index])] = 1
+        hidden = decoder(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).last_hidden_state
+        vectors = pooled(hidden, mask.to(model.device), pool).float().cpu()
+        out = torch.zeros((len(texts), vectors.shape[1])) if out is None else out
+        out[chosen] = vectors
+    return out
+
+
+def mean_pooled_embeddings(model, tokenizer, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Unit-length mean of the last hidden states: the session model's own sentence embeddings (``similar``)."""
+    return torch.nn.functional.normalize(pooled_features(model, tokenizer, texts, "mean", batch_size), dim=-1).numpy()

@@ -103,6 +103,10 @@ class ExampleTemplate:
         context, _ = self.split()
         return fill(context, row)
 
+    def prompt(self, row: Mapping[str, Any]) -> str:
+        """The instructions and the query: what a model reads before the answer, with no demonstrations."""
+        return assemble(self.instructions, [], self.query(row))
+
     def continuation(self, label: str) -> str:
         _, separator = self.split()
         return f"{separator}{label}"
@@ -119,7 +123,7 @@ def formatted_pair(tokenizer, template: ExampleTemplate, row: Mapping[str, Any],
     Raw: the template's own text, the label where ``{label}`` stands. Chat: the query as the user
     turn through the tokenizer's chat template, the bare label as the assistant's answer.
     """
-    query = assemble(template.instructions, [], template.query(row))
+    query = template.prompt(row)
     if not chat:
         return query, template.continuation(label) if label is not None else "", True
     from .generation import render_prompts  # generation imports templates: import at call time

@@ -18,16 +18,17 @@ from transformers import DataCollatorWithPadding, TrainerCallback
 from ..adapters import Adapter, detach, peft_state
 from ..data import Examples
 from ..scoped import global_rngs_kept, quiet_library_notices, seeded
-from ..templates import ExampleTemplate, assemble
+from ..scoring import pooled_features
+from ..templates import ExampleTemplate
 from .callbacks import CountingCollator, Reporter, Supervisor, Unfreeze, layer_groups
-from .heads import ClassifierModel, accuracy, class_ids, class_weights, fit_probe, pooled_features
+from .heads import ClassifierModel, accuracy, class_ids, class_weights, fit_probe
 from .observers import Observers, TrainingHistory, TrainingObserver, TrainingPlan
 from .options import FinetuneOptions
 from .train import TrainingJob, _run, _trainer, base_kept, check_job
 
 
 def query_texts(template: ExampleTemplate, data: Examples) -> list[str]:
-    return [assemble(template.instructions, [], template.query(row)) for row in data.rows]
+    return [template.prompt(row) for row in data.rows]
 
 
 def prepare_classifier(tokenizer, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,

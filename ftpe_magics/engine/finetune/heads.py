@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import FtpeError
-
-POOLS = ("mean", "last")
+from ..scoring import pooled, pooled_features
 
 
 @dataclass
@@ -42,38 +41,6 @@ class ClassifierHead:
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], label_set: list[str], pool: str) -> ClassifierHead:
         return cls(tensors["weight"], tensors["bias"], list(label_set), pool, tensors.get("mean"), tensors.get("std"))
-
-
-def pooled(hidden: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
-    """The mean of the real tokens' states, or the last real token's (right padding)."""
-    if pool == "last":
-        last = mask.sum(dim=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-
-
-@torch.inference_mode()
-def pooled_features(model, tokenizer, texts: list[str], pool: str, batch_size: int = 32,
-                    max_len: int | None = None) -> torch.Tensor:
-    """Pooled last hidden states of ``texts`` (float32, on the CPU), batched by length, in the caller's order."""
-    decoder = model.get_decoder()
-    encoded = [tokenizer(text)["input_ids"][-(max_len or 10**9):] for text in texts]
-    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
-    out = None
-    for start in range(0, len(order), batch_size):
-        chosen = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in chosen)
-        ids = torch.full((len(chosen), width), tokenizer.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((len(chosen), width), dtype=torch.long)
-        for row, index in enumerate(chosen):
-            ids[row, :len(encoded[index])] = torch.tensor(encoded[index])
-            mask[row, :len(encoded[index])] = 1
-        hidden = decoder(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).last_hidden_state
-        vectors = pooled(hidden, mask.to(model.device), pool).float().cpu()
-        out = torch.zeros((len(texts), vectors.shape[1])) if out is None else out
-        out[chosen] = vectors
-    return out
 
 
 def class_ids(labels: list[str], label_set: list[str], what: str) -> torch.Tensor:

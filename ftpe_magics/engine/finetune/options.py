@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..options import check_ranges, option
-from .heads import POOLS
+from ..scoring import POOLS
 from .methods import METHODS, default_lr
 
 
