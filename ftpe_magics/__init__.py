@@ -20,8 +20,13 @@ from .engine import (
 )
 
 __all__ = ["CompareResult", "FinetuneOptions", "Ftpe", "FtpeError", "GenerationSettings", "PromptResult", "Session",
-           "TrainingObserver", "get_session", "load_ipython_extension", "unload_ipython_extension"]
-__version__ = "0.2.0"
+           "TrainingObserver", "get_session", "load_ipython_extension", "runs", "unload_ipython_extension"]
+__version__ = "0.3.0"
+
+
+def runs(kind: str | None = None, name: str | None = None, since: str | None = None):
+    """The runs of the run store (every kernel's), newest first, as a DataFrame: what ``%ftpe history`` shows."""
+    return get_session().history_table(kind, name, since)
 
 
 def _register_in_running_shell() -> None:

@@ -22,17 +22,21 @@ from .arguments import build, option_arguments, parse
 from .display.html import compare_sections, fewshot_html, key_value_html
 from .display.training_view import TrainingView
 from .display.widgets import display_tabs
+from .engine.compare import CompareResult
 from .engine.config import DEVICES, DTYPES
 from .engine.errors import FtpeError
 from .engine.finetune.options import FinetuneOptions
 from .engine.generation import GenerationSettings
 from .engine.model import display_path
 from .engine.options import CompareOptions, DataOptions, EvalOptions, FewShotOptions
+from .engine.recording import TrainingRecord
 from .engine.session import Session
 
 LINE_MAGICS = ("ftpe",)
 CELL_MAGICS = ("prompt", "fewshot", "compare", "finetune")
-ACTIONS = ("load", "status", "unload", "history", "adapters", "use", "save", "load-adapter", "delete", "debug")
+ACTIONS = ("load", "status", "unload", "history", "show", "adapters", "use", "save", "load-adapter", "delete",
+           "debug")
+RUN_KINDS = ("prompt", "fewshot", "compare", "condition", "finetune")
 
 
 def user_errors(method: Callable) -> Callable:
@@ -82,15 +86,21 @@ class FtpeMagics(Magics):
     @magic_arguments()
     @argument("action", choices=ACTIONS,
               help="load [MODEL]: load a model (hub id, folder or .gguf; none = the default); "
-                   "status: model, device, memory; unload: free the model; history: runs of this session; "
-                   "adapters: list adapters; use NAME|base: switch the active model; save NAME PATH: write an "
-                   "adapter; load-adapter PATH: read one; delete NAME: forget one; debug: the traceback of the "
-                   "last unexpected error.")
+                   "status: model, device, memory; unload: free the model; history: the runs of the run store "
+                   "(this kernel's and earlier ones); show RUN: redisplay a stored run; adapters: list adapters "
+                   "(the session's and the store's); use NAME|base: switch the active model; save NAME PATH: write "
+                   "an adapter; load-adapter PATH: read one; delete NAME: forget one (and remove it from the store's "
+                   "folder); debug: the traceback of the last unexpected error.")
     @argument("model", nargs="?", default=None,
               help="For load: hub id, local folder or .gguf file; for use/save/delete: adapter name; "
-                   "for load-adapter: its folder.")
+                   "for load-adapter: its folder; for show: the run number.")
     @argument("path", nargs="?", default=None, help="For save: the folder to write.")
-    @argument("--name", default=None, help="For load-adapter: the name in the session (default: folder name).")
+    @argument("--name", default=None, help="For load-adapter: the name in the session (default: folder name); "
+                                           "for history: only runs of this name.")
+    @argument("--kind", choices=RUN_KINDS, default=None, help="For history: only runs of this kind.")
+    @argument("--since", default=None, help="For history: only runs since a date (2026-11-22, 2026-11-22 14:00) "
+                                            "or an age (30m, 12h, 3d, 2w).")
+    @argument("--out", metavar="VAR", default=None, help="For show: store the rebuilt result in this variable.")
     @argument("--device", choices=DEVICES, default=None, help="Where to load the model (default: Ftpe.device).")
     @argument("--dtype", choices=DTYPES, default=None, help="Weight dtype (default: Ftpe.dtype).")
     @argument("--trust-remote-code", action="store_true",
@@ -101,6 +111,7 @@ class FtpeMagics(Magics):
         """Manage the shared model session: load, status, unload, history, adapters."""
         args = parse(self.ftpe, line)
         action = {"load": self._load, "status": self._status, "unload": self._unload, "history": self._history,
+                  "show": self._show,
                   "adapters": self._adapters, "load-adapter": self._load_adapter, "use": self._use,
                   "save": self._save, "delete": self._delete, "debug": self._debug}[args.action]
         action(args)
@@ -120,11 +131,29 @@ class FtpeMagics(Magics):
         self.session.unload()
 
     def _history(self, args) -> None:
-        display(self.session.history_table() if self.session.history else "No runs yet.")
+        table = self.session.history_table(args.kind, args.name, args.since)
+        display(table if len(table) else "No runs yet.")
+
+    def _show(self, args) -> None:
+        if not args.model or not args.model.isdigit():
+            raise FtpeError("Usage: %ftpe show RUN [--out VAR], RUN being a number from %ftpe history.")
+        result = self.session.show(int(args.model))
+        self._store(args.out, result)
+        if isinstance(result, TrainingRecord):
+            view = TrainingView(live=False)
+            view.records, view.total_steps = result.history, result.summary_row.get("steps", 0)
+            view.current_step = view.total_steps
+            display({"text/plain": str(result.summary_row), "text/html": view.final_html(result)}, raw=True)
+        elif isinstance(result, CompareResult) and self.session.recorder.shown_as_sweep(int(args.model)):
+            display({"text/plain": str(result), "text/html": fewshot_html(result, True)}, raw=True)
+        elif isinstance(result, CompareResult):
+            display_tabs(compare_sections(result), str(result))
+        else:
+            display(result)
 
     def _adapters(self, args) -> None:
-        session = self.session
-        display(session.adapters_table() if session.adapters else "No adapters yet: train one with %%finetune.")
+        table = self.session.adapters_table()
+        display(table if len(table) else "No adapters yet: train one with %%finetune.")
 
     def _debug(self, args) -> None:
         print(self.last_traceback or "No unexpected error in this session.")
@@ -154,8 +183,7 @@ class FtpeMagics(Magics):
 
     def _delete(self, args) -> None:
         name = self._adapter_name(args)
-        self.session.delete_adapter(name)
-        print(f"Deleted adapter {name!r}.")
+        print(f"Deleted adapter {name!r} from {' and '.join(self.session.delete_adapter(name))}.")
 
     @magic_arguments()
     @argument("--over", metavar="VAR", help="Run once per row of VAR (list of strings -> {item}, list of dicts, "

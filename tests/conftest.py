@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,10 @@ from IPython.core.interactiveshell import InteractiveShell
 from tiny_model import save_tiny_model
 
 from ftpe_magics import Session, get_session
+
+# The run store is off unless a test turns it on (with a store of its own under tmp_path): a result cache
+# shared between tests would answer one test with another's run. Kernels started by tests inherit this.
+os.environ["FTPE_STORE"] = ""
 
 
 @pytest.fixture(scope="session")
@@ -58,12 +63,19 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 @pytest.fixture(scope="session")
-def executed_quickstart():
-    """examples/01_quickstart.ipynb executed headless once, also written to artifacts/ for the browser test."""
+def executed_quickstart(tmp_path_factory):
+    """examples/01_quickstart.ipynb executed headless once, also written to artifacts/ for the browser test.
+
+    Its kernel gets a fresh run store of its own, so the notebook shows the store at work (a cached comparison)
+    and never reads a store left by an earlier run."""
     import nbformat
     from notebook_runner import execute
 
-    notebook = execute("01_quickstart.ipynb")
+    os.environ["FTPE_STORE"] = str(tmp_path_factory.mktemp("quickstart-store") / "runs.sqlite")
+    try:
+        notebook = execute("01_quickstart.ipynb")
+    finally:
+        os.environ["FTPE_STORE"] = ""
     ARTIFACTS.mkdir(exist_ok=True)
     nbformat.write(notebook, ARTIFACTS / "01_quickstart.executed.ipynb")
     return notebook

@@ -128,6 +128,10 @@ CASES = [
      "is a classifier"),
     ("use-unknown-adapter", None, "%ftpe use nosuch", "No adapter named 'nosuch'"),
     ("compare-unknown-kind", None, "%%compare --eval rows\nzero: promt Review: {text}", "unknown kind 'promt'"),
+    ("history-since-not-a-date", None, "%ftpe history --since yesterday", "is neither a date"),
+    ("history-kind-unknown", None, "%ftpe history --kind nope", "argument --kind: invalid choice"),
+    ("show-not-a-number", None, "%ftpe show latest", "Usage: %ftpe show RUN"),
+    ("show-with-the-store-off", None, "%ftpe show 3", "The run store is off"),
 ]
 
 

@@ -46,6 +46,13 @@ def test_quickstart_fewshot_finetune_and_compare_render(quickstart):
     assert table.count("<tr") >= 5
 
 
+def test_quickstart_answers_a_repeated_comparison_from_the_run_store(quickstart):
+    again = _output_of(quickstart, "again = session.compare")
+    assert "zero: cached from run" in again and "lora: cached from run" in again
+    history = _output_of(quickstart, "%ftpe history --kind compare")
+    assert "compare" in history and "best " in history
+
+
 def test_generation_notebook_scores_with_a_custom_metric():
     notebook = execute("03_generation_task.ipynb")
     assert errors(notebook) == []

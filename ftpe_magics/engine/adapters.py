@@ -10,7 +10,7 @@ train a copy of the model, kept whole: that costs one more model's memory per ad
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,8 +108,9 @@ class AdapterRegistry(Mapping):
     it. Switching detaches the previous wrapper first, so at most one adapter is ever in the base.
     """
 
-    def __init__(self, base: Any) -> None:
+    def __init__(self, base: Any, loader: Callable[[str], Adapter | None] | None = None) -> None:
         self.base = base  # the LoadedModel whose .model the adapters attach to
+        self.loader = loader  # finds an adapter the session does not hold (the run store's), or None
         self._adapters: dict[str, Adapter] = {}
         self.active: str | None = None
         self._active_model = None
@@ -128,7 +129,11 @@ class AdapterRegistry(Mapping):
         return self._active_model if self.active is not None else self.base.model
 
     def require(self, name: str) -> Adapter:
-        """The adapter ``name``, or a one-line error naming the adapters there are."""
+        """The adapter ``name`` (read from the loader on first use), or a one-line error naming those there are."""
+        if name not in self._adapters and self.loader is not None and name != "base":
+            found = self.loader(name)
+            if found is not None:
+                self._adapters[name] = found
         if name not in self._adapters:
             known = list(self._adapters)
             raise FtpeError(f"No adapter named {name!r}.{did_you_mean(name, known)} "

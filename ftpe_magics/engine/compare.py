@@ -22,6 +22,8 @@ from .adapters import AdapterRegistry
 from .errors import FtpeError, did_you_mean
 from .evaluation import ConditionResult, Evaluator
 from .fewshot import FewShotConfig
+from .records import adapter_fingerprint, namespace_values
+from .result_cache import ConditionCache, fewshot_identity
 from .stats import mcnemar_p
 from .templates import unescape_newlines
 
@@ -121,17 +123,48 @@ def check_references(context: ConditionContext, specs: list[ConditionSpec]) -> N
             context.adapters.require(name)
 
 
-def run_conditions(context: ConditionContext, evaluator: Evaluator,
-                   specs: list[ConditionSpec]) -> tuple[list[ConditionResult], list[str]]:
+def _with_namespace(identity: dict, evaluator: Evaluator, templates: list[str]) -> dict:
+    columns = set(evaluator.eval_data.rows[0]) if evaluator.eval_data.rows else set()
+    return {**identity, "namespace": namespace_values(templates, evaluator.namespace, columns)}
+
+
+def fewshot_condition_identity(evaluator: Evaluator, config: FewShotConfig, k: int | None = None) -> dict:
+    template = config.template
+    return _with_namespace({"kind": "fewshot", "fewshot": fewshot_identity(config, k)}, evaluator,
+                           [template.template, template.instructions])
+
+
+def condition_identity(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> dict | None:
+    """What a condition's numbers depend on beyond the eval set and settings: its template, few-shot
+    configuration or adapter weights, and the notebook variables its template fills (for the result cache)."""
+    name = spec.spec.strip()
+    if spec.kind == "fewshot":
+        return fewshot_condition_identity(evaluator, context.fewshot_configs[name])
+    if spec.kind == "adapter" or (spec.kind == "base" and not spec.spec):
+        adapter = context.adapters.require(name) if spec.kind == "adapter" else context.adapters.newest()
+        if adapter is None:
+            return None
+        return _with_namespace({"kind": spec.kind, "adapter": adapter_fingerprint(adapter)}, evaluator,
+                               [adapter.template.template] if adapter.template else [])
+    return _with_namespace({"kind": spec.kind, "spec": spec.spec}, evaluator, [spec.spec])
+
+
+def run_conditions(context: ConditionContext, evaluator: Evaluator, specs: list[ConditionSpec],
+                   cache: ConditionCache | None = None) -> tuple[list[ConditionResult], list[str]]:
     """Every condition in order, and the labels of those the stop button kept from running.
 
     A condition cut short is kept, marked ``interrupted`` with its partial outputs; nothing after it runs.
+    With a ``cache``, a condition that ran before on the same weights, data and settings is read back.
     """
     check_references(context, specs)
     results: list[ConditionResult] = []
     for index, spec in enumerate(specs):
+        def compute(spec: ConditionSpec = spec) -> ConditionResult:
+            return RUNNERS[spec.kind](context, evaluator, spec)
+
         try:
-            results.append(RUNNERS[spec.kind](context, evaluator, spec))
+            results.append(cache.run(spec.label, condition_identity(context, evaluator, spec), compute)
+                           if cache is not None else compute())
         except KeyboardInterrupt:  # stopped outside a forward pass (tokenising, selecting demonstrations)
             return results, [s.label for s in specs[index:]]
         if results[-1].interrupted:

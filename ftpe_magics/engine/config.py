@@ -32,6 +32,18 @@ class Ftpe(Configurable):
         config=True
     )
 
+    store = Unicode(help="The run store: a SQLite file keeping every run, the result cache and adapters (in a "
+                    "folder beside it) across kernels; relative to the working folder. Empty turns it off. "
+                    "Default: $FTPE_STORE if set, else .ftpe/runs.sqlite.").tag(config=True)
+    mlflow_uri = Unicode("", help="An MLflow tracking URI (sqlite:///mlflow.db, http://host:5000): fine-tunes and "
+                                  "comparisons are logged there too. Needs pip install 'ftpe_magics[mlflow]'.").tag(
+        config=True
+    )
+
+    @default("store")
+    def _default_store(self) -> str:
+        return os.environ.get("FTPE_STORE", ".ftpe/runs.sqlite")
+
     @default("cache_dir")
     def _default_cache_dir(self) -> str:
         return os.environ.get("FTPE_CACHE") or str(Path.home() / ".cache" / "ftpe_magics")

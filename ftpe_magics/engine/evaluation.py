@@ -41,6 +41,10 @@ class ModelHandle(Protocol):
     @property
     def embedding_cache(self) -> dict[str, dict[str, np.ndarray]]: ...
 
+    def stored_embeddings(self, texts: list[str]) -> dict[str, np.ndarray]: ...
+
+    def keep_embeddings(self, vectors: dict[str, np.ndarray]) -> None: ...
+
 
 @dataclass
 class ConditionResult:
@@ -330,15 +334,20 @@ class Evaluator:
 
     def _embedder(self):
         """Embeddings by the model now active, cached per text for the session under the model's key (which
-        changes at every load, so vectors of a freed model are never reused): every configuration and k share
-        one pass over a pool."""
+        changes at every load, so vectors of a freed model are never reused), and in the run store under the
+        weights' fingerprint: every configuration, k and kernel share one pass over a pool."""
         cache = self.handle.embedding_cache.setdefault(self.handle.model_key, {})
 
         def embed(texts: list[str]) -> np.ndarray:
             missing = [text for text in dict.fromkeys(texts) if text not in cache]
+            if missing:  # the run store may hold them from an earlier kernel
+                cache.update(self.handle.stored_embeddings(missing))
+                missing = [text for text in missing if text not in cache]
             if missing:
                 vectors = mean_pooled_embeddings(self.handle.model, self.handle.tokenizer, missing, self.batch_size)
-                cache.update(zip(missing, vectors, strict=True))
+                computed = dict(zip(missing, vectors, strict=True))
+                cache.update(computed)
+                self.handle.keep_embeddings(computed)
             return np.stack([cache[text] for text in texts])
 
         return embed

@@ -122,6 +122,7 @@ class EvalOptions:
     metric: str | None = option(None, "Score generated text: exact, contains, regex, f1, or a notebook function "
                                       "f(prediction, reference) -> float.")
     seed: int = option(0, "Seed for drawing examples and for sampling.")
+    no_cache: bool = option(False, "Run every condition again even when the run store holds an equal run.")
 
     def __post_init__(self) -> None:
         check_ranges(self)

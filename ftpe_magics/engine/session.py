@@ -2,7 +2,9 @@
 
 - :class:`~.model.LoadedModel`: the base model and tokenizer, loaded once;
 - :class:`~.adapters.AdapterRegistry`: named adapters on that base, and which one is active;
-- :class:`~.runs.RunLog`: prompt history, named runs and few-shot configurations.
+- :class:`~.runs.RunLog`: prompt history, named runs and few-shot configurations;
+- :class:`~.recording.RunRecorder`: the run store, the result cache, adapters on disk and MLflow,
+  which keep all of that beyond the kernel.
 
 Everything the magics do is a method here, so the same work runs from plain Python
 (``Session().prompt(...)``), from tests, benchmarks and worker processes. A failed call never
@@ -22,7 +24,7 @@ from typing import Any
 
 from .adapter_files import load_adapter, save_adapter
 from .adapters import Adapter, AdapterRegistry, attach, detach
-from .compare import CompareResult, ConditionContext, parse_conditions, run_conditions
+from .compare import CompareResult, ConditionContext, fewshot_condition_identity, parse_conditions, run_conditions
 from .config import Ftpe
 from .data import Examples, as_rows, load_examples, share_label_set
 from .errors import FtpeError
@@ -37,6 +39,8 @@ from .model import LoadedModel, check_reachable, folder_for, resolve_device, res
 from .model import display_path as _display_path
 from .options import CompareOptions, DataOptions, EvalOptions, FewShotOptions, with_config_defaults
 from .prompting import PromptResult
+from .recording import RunRecorder
+from .records import adapter_fingerprint, data_fingerprint, versions
 from .runs import RunLog
 from .templates import ExampleTemplate, fill
 
@@ -47,15 +51,23 @@ class Session:
     """A loaded model and tokenizer, its adapters, and the runs made with them."""
 
     def __init__(self, config: Ftpe | None = None, log: Callable[[str], None] | None = None) -> None:
-        self.config = config or Ftpe()
         self.log = log or _LOGGER.info
+        self.recorder = RunRecorder(config or Ftpe(), lambda message: self.log(message))
         self.loaded_model = LoadedModel()
-        self.adapters = AdapterRegistry(self.loaded_model)
+        self.adapters = AdapterRegistry(self.loaded_model, loader=self._stored_adapter)
         self.runs = RunLog()
         # model key -> text -> vector: ``similar`` selection embeds a pool once for every configuration and k
         self.embedding_cache: dict[str, dict] = {}
 
     # -- the parts, as the rest of the package and user code read them -------------------------------
+    @property
+    def config(self) -> Ftpe:
+        return self.recorder.config
+
+    @config.setter
+    def config(self, config: Ftpe) -> None:
+        self.recorder.config = config
+
     @property
     def loaded(self) -> bool:
         return self.loaded_model.loaded
@@ -113,6 +125,26 @@ class Session:
     def parameter_count(self) -> int:
         return self.loaded_model.parameter_count()
 
+    def environment(self) -> dict[str, Any]:
+        """What every stored run says about where it ran: the model by id and weight fingerprint, device,
+        dtype and library versions (never a path of this machine)."""
+        loaded = self.loaded_model
+        return {"model": loaded.source.model_id, "model_fingerprint": loaded.fingerprint, "device": loaded.device,
+                "dtype": str(loaded.dtype).replace("torch.", ""), "versions": versions()}
+
+    @property
+    def weights_key(self) -> str:
+        """Names the weights in use now across kernels (the base by fingerprint, the active adapter by its own):
+        the key of embeddings kept in the run store."""
+        active = self.adapters.active
+        return f"{self.loaded_model.fingerprint}:{adapter_fingerprint(self.adapters[active]) if active else 'base'}"
+
+    def stored_embeddings(self, texts: list[str]) -> dict:
+        return self.recorder.embeddings(self.weights_key, texts)
+
+    def keep_embeddings(self, vectors: dict) -> None:
+        self.recorder.keep_embeddings(self.weights_key, vectors)
+
     # -- model lifecycle -----------------------------------------------------------------------------
     def load(self, model: str | None = None, device: str | None = None, dtype: str | None = None,
              trust_remote_code: bool = False) -> Session:
@@ -156,7 +188,14 @@ class Session:
         """Model, source, device, dtype, parameters, load time, memory, adapters, runs: ``%ftpe status``."""
         return dict(self.loaded_model.status_rows() + [
             ("adapters", ", ".join(self.adapters) or "(none)"), ("active", self.adapters.active or "base"),
-            ("runs this session", len(self.runs.history)), ("cache folder", _display_path(self.config.cache_dir))])
+            ("runs this session", len(self.runs.history)), ("cache folder", _display_path(self.config.cache_dir)),
+            ("run store", self._store_state())])
+
+    def _store_state(self) -> str:
+        if not self.config.store:
+            return "off"
+        shown = _display_path(self.config.store)
+        return shown if self.recorder.store() is not None else f"{shown} (unusable: see above)"
 
     # -- adapters ------------------------------------------------------------------------------------
     def adapter(self, name: str) -> Adapter:
@@ -177,8 +216,28 @@ class Session:
     def add_adapter(self, adapter: Adapter) -> None:
         self.adapters.add(adapter)
 
-    def delete_adapter(self, name: str) -> None:
-        self.adapters.delete(name)
+    def delete_adapter(self, name: str) -> list[str]:
+        """Forget adapter ``name`` in the session and remove it from the run store's folder; returns where it was
+        removed from (an unknown name is an error)."""
+        removed = []
+        if name in self.adapters:
+            self.adapters.delete(name)
+            removed.append("the session")
+        folder = self.recorder.delete_stored(name, self.loaded_model.fingerprint) if self.loaded else None
+        if folder:
+            removed.append(folder)
+        if not removed:
+            self.adapters.require(name)  # the one-line error naming the adapters there are
+        return removed
+
+    def _stored_adapter(self, name: str) -> Adapter | None:
+        """An adapter of the loaded base kept in the run store, read on first use (``%ftpe use``, %%compare)."""
+        if not self.loaded:
+            return None
+        adapter = self.recorder.load_stored_adapter(name, self.loaded_model.fingerprint, self.device)
+        if adapter is not None:
+            self._check_fits(adapter, name)
+        return adapter
 
     def save_adapter(self, name: str, path: str) -> str:
         """Write adapter ``name`` to the folder ``path`` and return it. Only a new folder, an empty one or an
@@ -215,14 +274,37 @@ class Session:
                             "another model. Load that model first.") from None
 
     def adapters_table(self):
+        """Adapters in the session, then those of the loaded base kept in the run store (with their status)."""
         import pandas as pd
 
-        return pd.DataFrame(self.adapters.rows())
+        rows = [{**row, "stored": False} for row in self.adapters.rows()]
+        stored = self.recorder.stored_adapters(self.loaded_model.fingerprint) if self.loaded else []
+        for entry in stored:
+            mine = next((row for row in rows if row["name"] == entry["name"]), None)
+            if mine is not None:
+                mine.update(stored=True, folder=entry["folder"])
+            else:
+                rows.append({"name": entry["name"], "method": entry["method"], "status": entry["status"],
+                             "best_val_accuracy": entry["best_val_accuracy"], "active": False, "stored": True,
+                             "folder": entry["folder"]})
+        return pd.DataFrame(rows)
 
-    def history_table(self):
+    def history_table(self, kind: str | None = None, name: str | None = None, since: str | None = None):
+        """Runs of the store, newest first (this kernel's and earlier ones); with the store off, this session's
+        prompts."""
         import pandas as pd
 
+        from .recording import parse_since
+
+        parse_since(since)  # a bad --since is an error whether or not the store is on
+        if self.config.store:
+            return pd.DataFrame(self.recorder.runs(kind, name, since),
+                                columns=["id", "kind", "name", "created", "model", "status", "seconds", "summary"])
         return pd.DataFrame(self.runs.history_rows())
+
+    def show(self, run_id: int) -> Any:
+        """A stored run's result, rebuilt as it was shown: PromptResult, CompareResult or TrainingRecord."""
+        return self.recorder.show(run_id)
 
     # -- prompting -----------------------------------------------------------------------------------
     def settings(self, **overrides: Any) -> GenerationSettings:
@@ -242,10 +324,12 @@ class Session:
         run = generate_texts(self.model, self.tokenizer, prompts, gen_settings, stream=stream)
         if run.truncated:
             self.log(f"Cut {run.truncated} prompt(s) on the left to fit the model's context (--truncate).")
+        previous = self.runs.previous(name) or (self.recorder.previous_prompt(name) if name else None)
         result = PromptResult(template=template, prompts=prompts, outputs=run.outputs, settings=run.settings,
                               model=self.source.label, seconds=run.seconds, prompt_tokens=run.prompt_tokens,
-                              rows=rows, name=name, interrupted=run.interrupted, previous=self.runs.previous(name))
+                              rows=rows, name=name, interrupted=run.interrupted, previous=previous)
         self.runs.record_prompt(result)
+        self.recorder.record_prompt(result, {**self.environment(), "adapter": self.adapters.active})
         return result
 
     # -- evaluation ----------------------------------------------------------------------------------
@@ -288,18 +372,25 @@ class Session:
                                select=fewshot.select, seed=evaluation.seed, orders=fewshot.orders,
                                allow_overlap=fewshot.allow_overlap)
         evaluator = self.evaluator(eval_data, evaluation, namespace)
+        cache = self.recorder.condition_cache(evaluator, self.environment(), use=not evaluation.no_cache)
         ks = fewshot.sweep or [fewshot.k]
         results: list = []
         try:
             for k in ks:
-                results.append(evaluator.fewshot(f"{config.name} k={k}" if fewshot.sweep else config.name, config, k=k))
+                label = f"{config.name} k={k}" if fewshot.sweep else config.name
+                results.append(cache.run(label, fewshot_condition_identity(evaluator, config, k),
+                                         lambda label=label, k=k: evaluator.fewshot(label, config, k=k)))
                 if results[-1].interrupted:
                     break
         except KeyboardInterrupt:
             pass  # stopped between forward passes: what finished is kept
         self._report(evaluator, results, [f"k={k}" for k in ks[len(results):]])
         self.runs.keep_fewshot(config)
-        return CompareResult(results, eval_data.texts, title=config.name)
+        result = CompareResult(results, eval_data.texts, title=config.name)
+        record = {**self.environment(), "template": body, "data": {"eval": data_fingerprint(eval_data),
+                  "train": data_fingerprint(train_data)}, "settings": _settings(fewshot, data, evaluation)}
+        self.recorder.record_comparison("fewshot", result, cache, record, name=name, sweep=bool(fewshot.sweep))
+        return result
 
     def compare(self, body: str, eval: Any, *, compare: CompareOptions | None = None, data: DataOptions | None = None,
                 evaluation: EvalOptions | None = None, namespace: Mapping[str, Any] | None = None,
@@ -310,9 +401,17 @@ class Session:
         specs = parse_conditions(body)
         eval_data = self.examples(eval, "--eval", data, evaluation.limit, require_labels=evaluation.metric is None)
         evaluator = self.evaluator(eval_data, evaluation, namespace, compare)
-        results, not_run = run_conditions(ConditionContext(self.adapters, self.runs.fewshot_configs), evaluator, specs)
+        cache = self.recorder.condition_cache(evaluator, self.environment(), use=not evaluation.no_cache)
+        results, not_run = run_conditions(ConditionContext(self.adapters, self.runs.fewshot_configs), evaluator, specs,
+                                          cache)
         self._report(evaluator, results, not_run)
-        return CompareResult(results, eval_data.texts)
+        result = CompareResult(results, eval_data.texts)
+        settings = _settings(compare, data, evaluation)
+        record = {**self.environment(), "conditions": body, "data": {"eval": data_fingerprint(eval_data)},
+                  "settings": settings}
+        self.recorder.record_comparison("compare", result, cache, record)
+        self.recorder.track("the comparison", lambda tracker: tracker.compare(result, settings, record["model"]))
+        return result
 
     def _report(self, evaluator: Evaluator, results: list, not_run: list[str]) -> None:
         """Say what the scores need said (interruptions, label notices); remember finished prompting scores."""
@@ -345,11 +444,28 @@ class Session:
             share_label_set(train_data, val_data, data.labels)
         elif finetune.val_split:
             train_data, val_data = split_validation(train_data, finetune.val_split, finetune.seed)
-        adapter = self._train(name, template, train_data, val_data, finetune, list(observers))
         loaded = self.loaded_model
+        checkpoints = self.recorder.checkpoints(name, finetune.method, loaded.source.model_id, loaded.fingerprint)
+        try:
+            adapter = self._train(name, template, train_data, val_data, finetune,
+                                  [*observers, *([checkpoints] if checkpoints else [])])
+        except BaseException:
+            if checkpoints is not None:
+                checkpoints.failed()
+            raise
         adapter.base_model_id, adapter.base_fingerprint = loaded.source.model_id, loaded.fingerprint
         self.adapters.add(adapter)
+        self._record_finetune(adapter, body, train_data, val_data, finetune, checkpoints)
         return adapter
+
+    def _record_finetune(self, adapter: Adapter, body: str, train: Examples, val: Examples | None,
+                         options: FinetuneOptions, checkpoints: Any) -> None:
+        record = {**self.environment(), "template": body, "data": {"train": data_fingerprint(train),
+                  "val": data_fingerprint(val)}, "settings": _settings(options), "seed": options.seed}
+        self.recorder.record_finetune(adapter, record, checkpoints)
+        folder = checkpoints.folder if checkpoints is not None and checkpoints.folder.is_dir() else None
+        self.recorder.track(f"fine-tune {adapter.name!r}", lambda tracker: tracker.finetune(
+            adapter, _settings(options), record["model"], folder))
 
     def _train(self, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,
                options: FinetuneOptions, observers: list[TrainingObserver]) -> Adapter:
@@ -370,6 +486,11 @@ class Session:
         if options.method == "probe":
             return train_probe(loaded.model, loaded.tokenizer, job, batch, observers)
         return train_head(loaded.model, loaded.tokenizer, loaded.device, job, observers, eval_batch_size=batch)
+
+
+def _settings(*options: Any) -> dict[str, Any]:
+    """Every option of a run, as recorded with it."""
+    return {key: value for item in options for key, value in dataclasses.asdict(item).items()}
 
 
 def _split_options(given: dict[str, Any], *defaults: Any) -> tuple:

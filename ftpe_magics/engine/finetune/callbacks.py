@@ -61,9 +61,10 @@ class Supervisor(TrainerCallback):
     """Validation accuracy, best-state tracking, early stopping and stopping at a step boundary."""
 
     def __init__(self, observer: TrainingObserver, task_metric: Callable[[Any], float] | None,
-                 patience: int | None, snapshot: Callable[[], dict], stop_flag: threading.Event) -> None:
+                 patience: int | None, snapshot: Callable[[], dict], stop_flag: threading.Event,
+                 current_adapter: Callable[[], Any] | None = None) -> None:
         self.observer, self.task_metric, self.patience = observer, task_metric, patience
-        self.snapshot, self.stop_flag = snapshot, stop_flag
+        self.snapshot, self.stop_flag, self.current_adapter = snapshot, stop_flag, current_adapter
         self.best: float | None = None
         self._best_key: tuple[float, float] | None = None
         self.best_state = None
@@ -102,6 +103,8 @@ class Supervisor(TrainerCallback):
             improved = self._best_key is None or key > self._best_key
             self._best_key, self.best, self.best_state = key, key[0], self.snapshot()
             self.bad_evals = 0 if improved else self.bad_evals + 1
+            if self.current_adapter is not None:
+                self.observer.improved(state.global_step, score, self.current_adapter)
         else:
             self.bad_evals += 1
         if self.patience and self.bad_evals >= self.patience:

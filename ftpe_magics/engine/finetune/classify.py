@@ -113,23 +113,32 @@ class _HeadRun:
         if "body" in state:
             self.body.load_state_dict(state["body"])
 
-    def adapter(self, job: TrainingJob, base_model, trainable: int, seconds: float, supervisor: Supervisor,
-                interrupted: bool, history: TrainingHistory) -> Adapter:
-        """The finished run as an adapter: the head, and LoRA weights (taken off the base) or the trained copy."""
-        self.model.eval()
+    def current(self, job: TrainingJob, trainable: int, supervisor: Supervisor) -> Adapter:
+        """The adapter as it is now (a checkpoint on disk, or the final one): the head, and LoRA weights or the
+        trained copy; nothing is detached or frozen."""
         adapter = Adapter(name=job.name, method=job.options.method, template=job.template, chat=False,
                           label_set=job.train.label_set, input_col=job.train.input_col, trainable_params=trainable,
-                          train_seconds=seconds, best_metric=supervisor.best if job.val is not None else None,
-                          interrupted_at=supervisor.finished_steps if interrupted else None,
-                          steps=supervisor.finished_steps, history=list(history.records),
-                          head=self.model.as_head(job.train.label_set))
+                          best_metric=supervisor.best if job.val is not None else None,
+                          steps=supervisor.finished_steps, head=self.model.as_head(job.train.label_set))
         if self.peft is not None:
-            adapter.peft_config = self.peft.peft_config["default"]
+            adapter.peft_config = copy.deepcopy(self.peft.peft_config["default"])
             adapter.peft_config.inference_mode = True
             adapter.state = peft_state(self.peft)
-            detach(self.peft, base_model)
         elif not self.model.freeze_body:
-            adapter.model = self.body.requires_grad_(False).eval()
+            adapter.model = self.body
+        return adapter
+
+    def adapter(self, job: TrainingJob, base_model, trainable: int, seconds: float, supervisor: Supervisor,
+                interrupted: bool, history: TrainingHistory) -> Adapter:
+        """The finished run as an adapter: LoRA weights are taken off the base, a trained copy is frozen."""
+        self.model.eval()
+        adapter = self.current(job, trainable, supervisor)
+        adapter.train_seconds, adapter.history = seconds, list(history.records)
+        adapter.interrupted_at = supervisor.finished_steps if interrupted else None
+        if self.peft is not None:
+            detach(self.peft, base_model)
+        elif adapter.model is not None:
+            self.body.requires_grad_(False).eval()
         return adapter
 
 
@@ -161,7 +170,8 @@ def train_head(base_model, tokenizer, device: str, job: TrainingJob, observers: 
         right_padding = copy.copy(tokenizer)
         right_padding.padding_side = "right"
         collator = CountingCollator(DataCollatorWithPadding(right_padding))
-        supervisor = Supervisor(observer, metric, options.early_stopping, run.snapshot, threading.Event())
+        supervisor = Supervisor(observer, metric, options.early_stopping, run.snapshot, threading.Event(),
+                                lambda: run.current(job, trainable, supervisor))
         callbacks: list[TrainerCallback] = [supervisor, Reporter(observer, collator)]
         if options.method == "unfreeze":
             groups = layer_groups(run.body, options.unfreeze_groups)

@@ -1,13 +1,14 @@
 """Who hears about a training run: a small protocol, and the engine's own history.
 
 Training knows nothing of notebooks. It tells observers that it started (with its plan), finished
-a step, logged a loss, validated, and ended; the live notebook view is one observer, a run store
-or a worker's progress file would be others. The adapter's history comes from
+a step, logged a loss, validated, and ended; the live notebook view is one observer, the run store's
+adapter checkpoints are another, and a worker's progress file would be a third. The adapter's history comes from
 :class:`TrainingHistory`, which the engine always attaches, so it never depends on a view.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,10 @@ class TrainingObserver:
 
     def evaluation(self, record: dict[str, Any]) -> None:
         """A validation: ``step``, ``eval_loss`` and, with a label set, ``eval_accuracy``."""
+
+    def improved(self, step: int, metric: float | None, adapter: Callable[[], Any]) -> None:
+        """The validation at ``step`` is the best so far; ``adapter()`` builds the adapter as it is now (only
+        an observer that keeps checkpoints pays for building it)."""
 
     def end(self, adapter: Any) -> None:
         """Training ended (finished, stopped early or interrupted) with this adapter."""
@@ -77,6 +82,10 @@ class Observers(TrainingObserver):
     def evaluation(self, record: dict[str, Any]) -> None:
         for observer in self.observers:
             observer.evaluation(record)
+
+    def improved(self, step: int, metric: float | None, adapter: Callable[[], Any]) -> None:
+        for observer in self.observers:
+            observer.improved(step, metric, adapter)
 
     def end(self, adapter: Any) -> None:
         for observer in self.observers:

@@ -171,25 +171,32 @@ def _run(trainer: Trainer, supervisor: Supervisor, model, base_model, batch_size
     return stop_flag.is_set()
 
 
+def _current_adapter(model, job: TrainingJob, trainable: int, supervisor: Supervisor) -> Adapter:
+    """The adapter as the model is now (a checkpoint on disk, or the final one): nothing detached or frozen."""
+    adapter = Adapter(name=job.name, method=job.options.method, template=job.template, chat=job.chat,
+                      label_set=job.train.label_set, input_col=job.train.input_col, trainable_params=trainable,
+                      best_metric=supervisor.best if job.val is not None else None, steps=supervisor.finished_steps)
+    if job.options.method in COPY_METHODS:
+        adapter.model = model
+    else:
+        adapter.peft_config = copy.deepcopy(model.peft_config["default"])
+        adapter.peft_config.inference_mode = True
+        adapter.state = peft_state(model)
+    return adapter
+
+
 def _adapter(model, job: TrainingJob, base_model, trainable: int, seconds: float, supervisor: Supervisor,
              interrupted: bool, history: TrainingHistory) -> Adapter:
     """The finished run as an adapter; peft layers are taken off the base, a trained copy is kept whole."""
-    method = job.options.method
     if supervisor.best_state is not None and not interrupted:
-        _restore(model, supervisor.best_state, method)
+        _restore(model, supervisor.best_state, job.options.method)
     model.eval()
-    adapter = Adapter(name=job.name, method=method, template=job.template, chat=job.chat,
-                      label_set=job.train.label_set, input_col=job.train.input_col, trainable_params=trainable,
-                      train_seconds=seconds, best_metric=supervisor.best if job.val is not None else None,
-                      interrupted_at=supervisor.finished_steps if interrupted else None,
-                      steps=supervisor.finished_steps, history=list(history.records))
-    if method in COPY_METHODS:
+    adapter = _current_adapter(model, job, trainable, supervisor)
+    adapter.train_seconds, adapter.history = seconds, list(history.records)
+    adapter.interrupted_at = supervisor.finished_steps if interrupted else None
+    if job.options.method in COPY_METHODS:
         model.requires_grad_(False)
-        adapter.model = model
     else:
-        adapter.peft_config = model.peft_config["default"]
-        adapter.peft_config.inference_mode = True
-        adapter.state = peft_state(model)
         detach(model, base_model)
     return adapter
 
@@ -212,7 +219,8 @@ def train_adapter(base_model, tokenizer, location: str, device: str, job: Traini
         collator = CountingCollator(DataCollatorForSeq2Seq(right_padding, padding=True, label_pad_token_id=-100))
         stop_flag = threading.Event()
         supervisor = Supervisor(observer, task_metric, options.early_stopping,
-                                lambda: _snapshot(model, options.method), stop_flag)
+                                lambda: _snapshot(model, options.method), stop_flag,
+                                lambda: _current_adapter(model, job, trainable, supervisor))
         callbacks: list[TrainerCallback] = [supervisor, Reporter(observer, collator)]
         if options.method == "unfreeze":
             groups = layer_groups(model, options.unfreeze_groups)
