@@ -18,10 +18,11 @@ from .engine import (
     TrainingObserver,
     get_session,
 )
+from .engine.config import VERSION
 
 __all__ = ["CompareResult", "FinetuneOptions", "Ftpe", "FtpeError", "GenerationSettings", "PromptResult", "Session",
            "TrainingObserver", "get_session", "load_ipython_extension", "runs", "unload_ipython_extension"]
-__version__ = "0.3.0"
+__version__ = VERSION
 
 
 def runs(kind: str | None = None, name: str | None = None, since: str | None = None):

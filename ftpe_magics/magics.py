@@ -22,21 +22,19 @@ from .arguments import build, option_arguments, parse
 from .display.html import compare_sections, fewshot_html, key_value_html
 from .display.training_view import TrainingView
 from .display.widgets import display_tabs
-from .engine.compare import CompareResult
 from .engine.config import DEVICES, DTYPES
 from .engine.errors import FtpeError
 from .engine.finetune.options import FinetuneOptions
 from .engine.generation import GenerationSettings
 from .engine.model import display_path
 from .engine.options import CompareOptions, DataOptions, EvalOptions, FewShotOptions
-from .engine.recording import TrainingRecord
 from .engine.session import Session
+from .engine.store import RUN_KINDS
 
 LINE_MAGICS = ("ftpe",)
 CELL_MAGICS = ("prompt", "fewshot", "compare", "finetune")
 ACTIONS = ("load", "status", "unload", "history", "show", "adapters", "use", "save", "load-adapter", "delete",
            "debug")
-RUN_KINDS = ("prompt", "fewshot", "compare", "condition", "finetune")
 
 
 def user_errors(method: Callable) -> Callable:
@@ -137,16 +135,16 @@ class FtpeMagics(Magics):
     def _show(self, args) -> None:
         if not args.model or not args.model.isdigit():
             raise FtpeError("Usage: %ftpe show RUN [--out VAR], RUN being a number from %ftpe history.")
-        result = self.session.show(int(args.model))
+        view, result = self.session.stored_run(int(args.model))
         self._store(args.out, result)
-        if isinstance(result, TrainingRecord):
+        if view == "finetune":
             view = TrainingView(live=False)
             view.records, view.total_steps = result.history, result.summary_row.get("steps", 0)
             view.current_step = view.total_steps
             display({"text/plain": str(result.summary_row), "text/html": view.final_html(result)}, raw=True)
-        elif isinstance(result, CompareResult) and self.session.recorder.shown_as_sweep(int(args.model)):
-            display({"text/plain": str(result), "text/html": fewshot_html(result, True)}, raw=True)
-        elif isinstance(result, CompareResult):
+        elif view in ("fewshot", "sweep"):
+            display({"text/plain": str(result), "text/html": fewshot_html(result, view == "sweep")}, raw=True)
+        elif view == "compare":
             display_tabs(compare_sections(result), str(result))
         else:
             display(result)

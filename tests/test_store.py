@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from IPython.utils.capture import capture_output
 
 from ftpe_magics import Session
 from ftpe_magics.engine import evaluation
@@ -268,3 +269,29 @@ def test_every_finetune_and_comparison_is_an_mlflow_run(tiny_model_dir, tmp_path
     children = [run for run in runs.values() if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     accuracy = {run.info.run_name: run.data.metrics["accuracy"] for run in children}
     assert accuracy == {c.condition: pytest.approx(c.accuracy) for c in result.conditions}
+
+
+def test_ftpe_show_redisplays_each_kind_in_its_own_view(shell, capsys, tmp_path):
+    from ftpe_magics import get_session
+
+    session = get_session()
+    session.config.store = str(tmp_path / "runs.sqlite")
+    shell.user_ns.update(train=TRAIN, held_out=EVAL)
+    try:
+        shell.run_cell("%%fewshot --train train --eval held_out --sweep-k 0,2 --name fs\nReview: {text}\nSentiment: "
+                       "{label}")
+        shell.run_cell("%%finetune --train train --eval held_out --name t --max-steps 2 --eval-steps 1 "
+                       "--batch-size 4\nReview: {text}\nSentiment: {label}")
+        runs = session.history_table()
+        ids = dict(zip(runs["kind"], runs["id"], strict=True))
+        views = {}
+        for kind in ("fewshot", "finetune"):
+            with capture_output() as captured:
+                assert shell.run_cell(f"%ftpe show {ids[kind]} --out shown_{kind}").error_in_exec is None
+            views[kind] = "".join(output.data.get("text/html", "") for output in captured.outputs)
+        assert 'alt="accuracy against k"' in views["fewshot"]  # the k sweep's own report, as %%fewshot showed it
+        assert 'alt="training curves"' in views["finetune"] and "ftpe-finetune-summary" in views["finetune"]
+        assert [c.condition for c in shell.user_ns["shown_fewshot"].conditions] == ["fs k=0", "fs k=2"]
+        assert shell.user_ns["shown_finetune"].summary()["steps"] == 2
+    finally:
+        session.config.store = ""

@@ -190,26 +190,25 @@ class RunRecorder:
         kinds = (kind,) if kind else LISTED_KINDS
         return self.require_store().runs(kinds, name=name, since=parse_since(since))
 
-    def show(self, run_id: int) -> Any:
-        """The result of a stored run, rebuilt: a PromptResult, a CompareResult or a TrainingRecord."""
+    def stored_run(self, run_id: int) -> tuple[str, Any]:
+        """A stored run rebuilt, with the view it was shown in: ``prompt`` (a PromptResult), ``compare``,
+        ``fewshot`` or ``sweep`` (a CompareResult, ``sweep`` for a few-shot k sweep), ``finetune`` (a
+        TrainingRecord)."""
         store = self.require_store()
         row = store.run(run_id)
         if row is None:
             raise FtpeError(f"No run {run_id} in the run store {self.config.store}; %ftpe history lists them.")
-        result = row["result"]
-        if row["kind"] == "prompt":
-            return prompt_from_data(result)
-        if row["kind"] == "condition":
+        kind, result = row["kind"], row["result"]
+        if kind == "prompt":
+            return kind, prompt_from_data(result)
+        if kind == "condition":
             condition = condition_from_data(result)
-            return CompareResult([condition], [""] * condition.n, title=condition.condition)
-        if row["kind"] == "finetune":
-            return TrainingRecord(row["name"] or "", result["summary"], result["history"])
+            return "compare", CompareResult([condition], [""] * condition.n, title=condition.condition)
+        if kind == "finetune":
+            return kind, TrainingRecord(row["name"] or "", result["summary"], result["history"])
         conditions = [condition_from_data(store.run(i)["result"]) for i in result["conditions"]]
-        return CompareResult(conditions, result["eval_texts"], title=result["title"])
-
-    def shown_as_sweep(self, run_id: int) -> bool:
-        row = self.require_store().run(run_id)
-        return bool(row and row["kind"] == "fewshot" and row["result"].get("sweep"))
+        view = "sweep" if kind == "fewshot" and result.get("sweep") else kind
+        return view, CompareResult(conditions, result["eval_texts"], title=result["title"])
 
     # -- adapters on disk ------------------------------------------------------------------------------
     def stored_adapters(self, fingerprint: str) -> list[dict]:

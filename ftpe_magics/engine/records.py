@@ -19,10 +19,13 @@ from typing import Any
 import torch
 
 from .adapters import Adapter
+from .config import VERSION
 from .data import Examples
 from .evaluation import ConditionResult
 from .generation import GenerationSettings
+from .model import weight_fingerprint
 from .prompting import PromptResult
+from .templates import template_fields
 
 
 def digest(value: Any) -> str:
@@ -44,8 +47,6 @@ def adapter_fingerprint(adapter: Adapter) -> str:
     cached = getattr(adapter, "_fingerprint", None)
     if cached:
         return cached
-    from .model import weight_fingerprint
-
     parts = hashlib.blake2b(digest_size=12)
     for key, tensor in sorted((adapter.state or {}).items()):
         parts.update(key.encode())
@@ -67,16 +68,12 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from .. import __version__
-
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "ftpe_magics": __version__}
+            "peft": peft.__version__, "ftpe_magics": VERSION}
 
 
 def namespace_values(templates: list[str], namespace: Mapping[str, Any], columns: set[str]) -> dict[str, str]:
     """Notebook variables a template fills (fields that are not data columns): their values change results."""
-    from .templates import template_fields
-
     names = {name for text in templates for name in template_fields(text)} - columns - {"label"}
     return {name: repr(namespace[name])[:20000] for name in sorted(names) if name in namespace}
 

@@ -304,7 +304,11 @@ class Session:
 
     def show(self, run_id: int) -> Any:
         """A stored run's result, rebuilt as it was shown: PromptResult, CompareResult or TrainingRecord."""
-        return self.recorder.show(run_id)
+        return self.stored_run(run_id)[1]
+
+    def stored_run(self, run_id: int) -> tuple[str, Any]:
+        """The view a stored run was shown in (prompt, compare, fewshot, sweep, finetune) and its result."""
+        return self.recorder.stored_run(run_id)
 
     # -- prompting -----------------------------------------------------------------------------------
     def settings(self, **overrides: Any) -> GenerationSettings:

@@ -165,7 +165,7 @@ class RunStore:
                 self._connection.execute("ROLLBACK")
                 raise
 
-    def _read(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, parameters: tuple = ()) -> list[dict]:
         with self._lock:
             cursor = self._connection.execute(sql, parameters)
             names = [column[0] for column in cursor.description]
