@@ -24,17 +24,18 @@ from .display.training_view import TrainingView
 from .display.widgets import display_tabs
 from .engine.config import DEVICES, DTYPES
 from .engine.errors import FtpeError
-from .engine.finetune.options import FinetuneOptions
+from .engine.finetune.options import FinetuneOptions, LaunchOptions
 from .engine.generation import GenerationSettings
 from .engine.model import display_path
 from .engine.options import CompareOptions, DataOptions, EvalOptions, FewShotOptions
+from .engine.placement import DEVICE_MAPS, QUANTIZE
 from .engine.session import Session
 from .engine.store import RUN_KINDS
 
 LINE_MAGICS = ("ftpe",)
 CELL_MAGICS = ("prompt", "fewshot", "compare", "finetune")
-ACTIONS = ("load", "status", "unload", "history", "show", "adapters", "use", "save", "load-adapter", "delete",
-           "debug")
+ACTIONS = ("load", "status", "unload", "history", "show", "adapters", "use", "save", "export", "load-adapter",
+           "delete", "debug")
 
 
 def user_errors(method: Callable) -> Callable:
@@ -87,12 +88,15 @@ class FtpeMagics(Magics):
                    "status: model, device, memory; unload: free the model; history: the runs of the run store "
                    "(this kernel's and earlier ones); show RUN: redisplay a stored run; adapters: list adapters "
                    "(the session's and the store's); use NAME|base: switch the active model; save NAME PATH: write "
-                   "an adapter; load-adapter PATH: read one; delete NAME: forget one (and remove it from the store's "
+                   "an adapter; export NAME PATH --merged: a standalone transformers model with the adapter merged in; "
+                   "load-adapter PATH: read one; delete NAME: forget one (and remove it from the store's "
                    "folder); debug: the traceback of the last unexpected error.")
     @argument("model", nargs="?", default=None,
               help="For load: hub id, local folder or .gguf file; for use/save/delete: adapter name; "
                    "for load-adapter: its folder; for show: the run number.")
-    @argument("path", nargs="?", default=None, help="For save: the folder to write.")
+    @argument("path", nargs="?", default=None, help="For save and export: the folder to write.")
+    @argument("--merged", action="store_true", help="For export: merge the adapter into a copy of the base (LoRA, "
+                                                    "IA3; a full fine-tune is one already).")
     @argument("--name", default=None, help="For load-adapter: the name in the session (default: folder name); "
                                            "for history: only runs of this name.")
     @argument("--kind", choices=RUN_KINDS, default=None, help="For history: only runs of this kind.")
@@ -101,6 +105,13 @@ class FtpeMagics(Magics):
     @argument("--out", metavar="VAR", default=None, help="For show: store the rebuilt result in this variable.")
     @argument("--device", choices=DEVICES, default=None, help="Where to load the model (default: Ftpe.device).")
     @argument("--dtype", choices=DTYPES, default=None, help="Weight dtype (default: Ftpe.dtype).")
+    @argument("--quantize", choices=QUANTIZE, default=None,
+              help="For load: 4-bit (NF4, double quantisation, bf16 compute) or 8-bit weights via bitsandbytes; "
+                   "%%%%finetune --method lora on it is QLoRA.")
+    @argument("--device-map", choices=DEVICE_MAPS, default=None,
+              help="For load: spread the model over the GPUs (and CPU) that fit it (accelerate's big-model loading).")
+    @argument("--max-memory", default=None, help="For load with --device-map: a cap per device, e.g. "
+                                                 "0=20GiB,1=20GiB,cpu=64GiB.")
     @argument("--trust-remote-code", action="store_true",
               help="Allow model code from the hub to run (off unless you trust the source).")
     @line_magic
@@ -111,13 +122,16 @@ class FtpeMagics(Magics):
         action = {"load": self._load, "status": self._status, "unload": self._unload, "history": self._history,
                   "show": self._show,
                   "adapters": self._adapters, "load-adapter": self._load_adapter, "use": self._use,
-                  "save": self._save, "delete": self._delete, "debug": self._debug}[args.action]
+                  "save": self._save, "export": self._export, "delete": self._delete,
+                  "debug": self._debug}[args.action]
         action(args)
 
     def _load(self, args) -> None:
         session = self.session
-        session.load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-        print(f"Loaded {session.source.label} on {session.device} "
+        session.load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                     quantize=args.quantize, device_map=args.device_map, max_memory=args.max_memory)
+        placed = "" if not (args.quantize or args.device_map) else f", {session.loaded_model.placement.describe()}"
+        print(f"Loaded {session.source.label} on {session.device}{placed} "
               f"({session.parameter_count():,} parameters, {session.load_seconds:.1f}s).")
 
     def _status(self, args) -> None:
@@ -178,6 +192,14 @@ class FtpeMagics(Magics):
         if not args.path:
             raise FtpeError("Usage: %ftpe save NAME PATH")
         print(f"Saved adapter {name!r} to {display_path(self.session.save_adapter(name, args.path))}.")
+
+    def _export(self, args) -> None:
+        name = self._adapter_name(args)
+        if not args.path or not args.merged:
+            raise FtpeError("Usage: %ftpe export NAME PATH --merged (a standalone model; %ftpe save NAME PATH writes "
+                            "the adapter alone).")
+        folder = display_path(self.session.export(name, args.path, merged=True))
+        print(f"Exported {name!r} merged into the base to {folder}: AutoModelForCausalLM.from_pretrained loads it.")
 
     def _delete(self, args) -> None:
         name = self._adapter_name(args)
@@ -255,7 +277,7 @@ class FtpeMagics(Magics):
     @argument("--train", metavar="VAR", required=True, help="Training set: a notebook variable or a file path.")
     @argument("--eval", metavar="VAR", default=None, help="Validation set (or use --val-split).")
     @argument("--name", required=True, help="Name of the resulting adapter.")
-    @option_arguments(FinetuneOptions, DataOptions)
+    @option_arguments(FinetuneOptions, LaunchOptions, DataOptions)
     @cell_magic
     @user_errors
     def finetune(self, line: str, cell: str) -> None:
@@ -271,7 +293,7 @@ class FtpeMagics(Magics):
         adapter = self.session.finetune(
             cell, self._variable(args.train, "--train", path_ok=True), args.name,
             eval=self._variable(args.eval, "--eval", path_ok=True) if args.eval else None,
-            finetune=options, data=build(DataOptions, args), observers=[view])
+            finetune=options, data=build(DataOptions, args), launch=build(LaunchOptions, args), observers=[view])
         status = (f"interrupted at step {adapter.interrupted_at}; kept as of that step"
                   if adapter.interrupted_at is not None else f"{adapter.steps} steps")
         print(f"Adapter {adapter.name!r} ({adapter.method}, {status}, {adapter.train_seconds:.0f}s): "

@@ -132,6 +132,21 @@ CASES = [
     ("history-kind-unknown", None, "%ftpe history --kind nope", "argument --kind: invalid choice"),
     ("show-not-a-number", None, "%ftpe show latest", "Usage: %ftpe show RUN"),
     ("show-with-the-store-off", None, "%ftpe show 3", "The run store is off"),
+    ("nproc-batch-not-divisible", None, CELL_FT.format(opts="--nproc 3"), "does not split over 3 processes"),
+    ("nproc-zero", None, CELL_FT.format(opts="--nproc 0"), "--nproc must be at least 1"),
+    ("fsdp-on-cpu", None, CELL_FT.format(opts="--nproc 2 --strategy fsdp"), "on CPU use --strategy ddp"),
+    ("strategy-without-nproc", None, CELL_FT.format(opts="--strategy fsdp"), "add --nproc N"),
+    ("nnodes-without-master", None, CELL_FT.format(opts="--nproc 1 --nnodes 2 --node-rank 1"),
+     "needs --master-addr HOST --master-port PORT"),
+    ("node-rank-past-nnodes", None, CELL_FT.format(opts="--nproc 1 --node-rank 1"), "--node-rank must be below"),
+    ("nproc-with-probe", None, CELL_FT.format(opts="--method probe --nproc 2"), "classification head in seconds"),
+    ("max-memory-without-device-map", None, "%ftpe load --max-memory 0=1GiB", "add --device-map auto"),
+    ("max-memory-unreadable", None, "%ftpe load --device-map auto --max-memory lots", "cannot read 'lots'"),
+    ("quantize-unknown", None, "%ftpe load --quantize 3bit", "argument --quantize: invalid choice"),
+    ("export-without-merged", None, "%ftpe export saved {work}/out", "Usage: %ftpe export NAME PATH --merged"),
+    ("export-a-classifier", None, "%ftpe export saved-probe {work}/out --merged", "classification head"),
+    ("export-into-user-folder", lambda ns, w: _user_folder(w), "%ftpe export saved {work}/mine --merged",
+     "already holds other files"),
 ]
 
 

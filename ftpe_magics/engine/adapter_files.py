@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .adapters import Adapter
@@ -25,7 +26,8 @@ META = "ftpe_adapter.json"
 # every file a save writes: peft's, transformers' (a full copy, sharded or not), and ours
 _OURS = re.compile(r"^(adapter_config\.json|adapter_model\.safetensors|config\.json|generation_config\.json|"
                    r"model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|README\.md|head\.safetensors|"
-                   + re.escape(META) + r")$")
+                   r"tokenizer(_config)?\.json|special_tokens_map\.json|chat_template\.jinja|vocab\.json|merges\.txt|"
+                   + re.escape(META) + r")$")  # a merged export adds the tokenizer's files
 
 
 def _existing(target: Path, shown: str) -> str:
@@ -64,6 +66,12 @@ def _write(adapter: Adapter, staging: Path) -> None:
 
 def save_adapter(adapter: Adapter, path: str | os.PathLike) -> tuple[Path, bool]:
     """Write the adapter atomically; returns the folder and whether an earlier save of ours was replaced."""
+    return save_folder(path, lambda staging: _write(adapter, staging))
+
+
+def save_folder(path: str | os.PathLike, write: Callable[[Path], None]) -> tuple[Path, bool]:
+    """Let ``write`` fill a staging folder, then rename it to ``path`` (atomic); only a new folder, an empty one or
+    an earlier save of ours is replaced. Returns the folder and whether an earlier save was replaced."""
     target = Path(path).expanduser().absolute()
     shown = display_path(target)
     state = _existing(target, shown)
@@ -74,7 +82,7 @@ def save_adapter(adapter: Adapter, path: str | os.PathLike) -> tuple[Path, bool]
         raise FtpeError(f"Cannot write to {display_path(target.parent)}: {error.strerror}. Choose a folder you can "
                         "write to.") from None
     try:
-        _write(adapter, staging)
+        write(staging)
         if state == "ours":  # only our own files are in it (checked above): set aside, swap in, then remove
             previous = Path(tempfile.mkdtemp(prefix=f".{target.name}-previous-", dir=target.parent))
             os.replace(target, previous / "adapter")

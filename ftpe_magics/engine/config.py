@@ -36,6 +36,8 @@ class Ftpe(Configurable):
     store = Unicode(help="The run store: a SQLite file keeping every run, the result cache and adapters (in a "
                     "folder beside it) across kernels; relative to the working folder. Empty turns it off. "
                     "Default: $FTPE_STORE if set, else .ftpe/runs.sqlite.").tag(config=True)
+    jobs_dir = Unicode(".ftpe/jobs", help="Where %%finetune --nproc writes its job folders (relative to the working "
+                       "folder); with --nnodes, a folder every node can read at the same path.").tag(config=True)
     mlflow_uri = Unicode("", help="An MLflow tracking URI (sqlite:///mlflow.db, http://host:5000): fine-tunes and "
                                   "comparisons are logged there too. Needs pip install 'ftpe_magics[mlflow]'.").tag(
         config=True

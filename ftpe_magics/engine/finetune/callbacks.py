@@ -12,6 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..errors import FtpeError
+from .distributed import any_rank, summed
 from .observers import TrainingObserver
 
 
@@ -62,9 +63,11 @@ class Supervisor(TrainerCallback):
 
     def __init__(self, observer: TrainingObserver, task_metric: Callable[[Any], float] | None,
                  patience: int | None, snapshot: Callable[[], dict], stop_flag: threading.Event,
-                 current_adapter: Callable[[], Any] | None = None) -> None:
+                 current_adapter: Callable[[], Any] | None = None,
+                 stop_requested: Callable[[], bool] | None = None) -> None:
         self.observer, self.task_metric, self.patience = observer, task_metric, patience
         self.snapshot, self.stop_flag, self.current_adapter = snapshot, stop_flag, current_adapter
+        self.stop_requested = stop_requested
         self.best: float | None = None
         self._best_key: tuple[float, float] | None = None
         self.best_state = None
@@ -74,7 +77,9 @@ class Supervisor(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.finished_steps = state.global_step
-        if self.stop_flag.is_set():  # stop now: a validation scheduled for this step would only delay it
+        wish = self.stop_flag.is_set() or bool(self.stop_requested and self.stop_requested())
+        if any_rank(wish):  # stop now (all ranks at this step): a validation scheduled for it would only delay it
+            self.stop_flag.set()
             control.should_training_stop = True
             control.should_evaluate = False
         self.evaluating = bool(control.should_evaluate)
@@ -107,7 +112,7 @@ class Supervisor(TrainerCallback):
                 self.observer.improved(state.global_step, score, self.current_adapter)
         else:
             self.bad_evals += 1
-        if self.patience and self.bad_evals >= self.patience:
+        if self.patience and self.bad_evals >= self.patience:  # the same on every rank: one accuracy for all
             control.should_training_stop = True
         return control
 
@@ -119,7 +124,7 @@ class Reporter(TrainerCallback):
         self.observer, self.collator = observer, collator
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.observer.step(state.global_step, self.collator.tokens)
+        self.observer.step(state.global_step, summed(self.collator.tokens))  # every rank's tokens
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})

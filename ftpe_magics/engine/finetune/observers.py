@@ -2,8 +2,9 @@
 
 Training knows nothing of notebooks. It tells observers that it started (with its plan), finished
 a step, logged a loss, validated, and ended; the live notebook view is one observer, the run store's
-adapter checkpoints are another, and a worker's progress file would be a third. The adapter's history comes from
-:class:`TrainingHistory`, which the engine always attaches, so it never depends on a view.
+adapter checkpoints are another, and a worker's progress file (``workers.progress``) is a third. The
+adapter's history comes from :class:`TrainingHistory`, which the engine always attaches, so it never
+depends on a view.
 """
 
 from __future__ import annotations

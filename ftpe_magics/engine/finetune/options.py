@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import FtpeError
 from ..options import check_ranges, option
 from ..scoring import POOLS
+from .distributed import STRATEGIES
 from .methods import METHODS, default_lr
 
 
@@ -52,3 +54,32 @@ class FinetuneOptions:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else default_lr(self.method)
+
+
+@dataclass
+class LaunchOptions:
+    """Where ``%%finetune`` trains: in the kernel (the default), or in worker processes under ``torchrun``."""
+
+    nproc: int | None = option(None, "Train in N worker processes under torchrun (DDP: gloo on CPU, NCCL on GPUs); "
+                                     "the global batch stays --batch-size.", low=1)
+    strategy: str = option("ddp", "With --nproc: ddp (a replica per process) or fsdp (a full fine-tune sharded over "
+                                  "GPUs).", choices=STRATEGIES)
+    nnodes: int = option(1, "With --nproc: machines taking part; run the same cell on each.", low=1)
+    node_rank: int = option(0, "With --nnodes: this machine's number, 0 to NNODES-1.", low=0)
+    master_addr: str | None = option(None, "With --nnodes: the address of node 0 (default 127.0.0.1).")
+    master_port: int | None = option(None, "With --nproc: the rendezvous port (default: a free one; required with "
+                                           "--nnodes).", low=1, high=65535)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.nproc is None and (self.nnodes > 1 or self.strategy != "ddp"):
+            raise FtpeError("--nnodes and --strategy choose how worker processes train; add --nproc N.")
+        if self.node_rank >= self.nnodes:
+            raise FtpeError(f"--node-rank must be below --nnodes ({self.nnodes}): 0 on the first machine.")
+        if self.nnodes > 1 and (not self.master_addr or not self.master_port):
+            raise FtpeError("--nnodes > 1 needs --master-addr HOST --master-port PORT (node 0's address, the same on "
+                            "every node).")
+
+    @property
+    def world_size(self) -> int:
+        return (self.nproc or 1) * self.nnodes

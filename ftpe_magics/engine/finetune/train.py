@@ -14,7 +14,7 @@ import copy
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +30,7 @@ from ..scoped import global_rngs_kept, quiet_library_notices, seeded
 from ..scoring import label_logprobs
 from ..templates import ExampleTemplate, scoring_inputs
 from .callbacks import CountingCollator, Reporter, StopOnInterrupt, Supervisor, Unfreeze, layer_groups
+from .distributed import distributed_world, my_share, strategy_arguments, summed
 from .features import build_features, check_max_len
 from .methods import COPY_METHODS, build_trainable, check_targets
 from .observers import Observers, TrainingHistory, TrainingObserver, TrainingPlan
@@ -65,6 +66,7 @@ class TrainingJob:
     chat: bool
     train_features: list[dict]
     val_features: list[dict] | None
+    strategy: str = "ddp"  # in worker processes: ddp, or fsdp (sharded)
 
     @property
     def total_steps(self) -> int:
@@ -103,16 +105,21 @@ def prepare(tokenizer, name: str, template: ExampleTemplate, train: Examples, va
 
 
 def _accuracy_metric(tokenizer, job: TrainingJob, batch_size: int):
-    """Validation accuracy by label likelihood, on the same text format as training."""
-    val = job.val
+    """Validation accuracy by label likelihood, on the same text format as training (in worker processes each
+    rank scores its share and the counts are summed: one accuracy, the same on every rank)."""
+    val = job.val.subset(my_share(len(job.val)))
     contexts, continuations, add_special = scoring_inputs(tokenizer, job.template, val.rows, val.label_set, job.chat)
 
     def accuracy(model: Any) -> float:
-        scored = label_logprobs(model, tokenizer, contexts, continuations, batch_size, add_special_tokens=add_special)
-        if scored.interrupted:  # the stop button during validation: drop this validation, do not score a part
-            raise KeyboardInterrupt
-        predictions = [val.label_set[i] for i in scored.logprobs.argmax(axis=1)]
-        return sum(p == r for p, r in zip(predictions, val.labels, strict=True)) / len(val)
+        correct = 0
+        if contexts:
+            scored = label_logprobs(model, tokenizer, contexts, continuations, batch_size,
+                                    add_special_tokens=add_special)
+            if scored.interrupted:  # the stop button during validation: drop this validation, do not score a part
+                raise KeyboardInterrupt
+            predictions = [val.label_set[i] for i in scored.logprobs.argmax(axis=1)]
+            correct = sum(p == r for p, r in zip(predictions, val.labels, strict=True))
+        return summed(correct) / len(job.val)
 
     return accuracy
 
@@ -136,20 +143,31 @@ def _trainer(model, tokenizer, job: TrainingJob, device: str, output_dir: str,
              callbacks: list[TrainerCallback], collator: CountingCollator) -> Trainer:
     from datasets import Dataset
 
-    options, on_gpu = job.options, device == "cuda"
+    options, on_gpu = job.options, device.startswith("cuda")
+    world = distributed_world()
     args = TrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=options.batch_size,
+        output_dir=output_dir, per_device_train_batch_size=options.batch_size // world,
         per_device_eval_batch_size=options.batch_size, gradient_accumulation_steps=options.grad_accum,
         learning_rate=options.learning_rate, lr_scheduler_type="linear", warmup_steps=options.warmup,
         max_steps=job.total_steps, logging_steps=options.logging_steps, eval_strategy="steps" if job.val else "no",
         eval_steps=job.eval_steps, save_strategy="no", report_to="none", disable_tqdm=True, seed=options.seed,
         train_sampling_strategy="group_by_length", remove_unused_columns=False, use_cpu=not on_gpu,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(), dataloader_pin_memory=on_gpu)
+        bf16=on_gpu and torch.cuda.is_bf16_supported(), dataloader_pin_memory=on_gpu,
+        ddp_backend=("nccl" if on_gpu else "gloo") if world > 1 else None, **strategy_arguments(job.strategy))
+    one_device(args)
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(job.train_features),
                       eval_dataset=Dataset.from_list(job.val_features) if job.val_features else None,
                       data_collator=collator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # observers show the logs; no dicts printed per step
     return trainer
+
+
+def one_device(args: TrainingArguments) -> TrainingArguments:
+    """Train on the session's device only. ``Trainer`` wraps the model in ``nn.DataParallel`` when a process sees
+    several GPUs, while every other call of the session runs on one: several devices are ``--nproc``'s job."""
+    if args.n_gpu > 1:
+        args._n_gpu = 1
+    return args
 
 
 def _run(trainer: Trainer, supervisor: Supervisor, model, base_model, batch_size: int, grad_accum: int) -> bool:
@@ -202,8 +220,11 @@ def _adapter(model, job: TrainingJob, base_model, trainable: int, seconds: float
 
 
 def train_adapter(base_model, tokenizer, location: str, device: str, job: TrainingJob,
-                  observers: list[TrainingObserver] = (), eval_batch_size: int = 32) -> Adapter:
-    """Train ``job`` on ``base_model`` (which must have no adapter attached) and return the adapter."""
+                  observers: list[TrainingObserver] = (), eval_batch_size: int = 32,
+                  stop_requested: Callable[[], bool] | None = None) -> Adapter:
+    """Train ``job`` on ``base_model`` (which must have no adapter attached) and return the adapter.
+
+    ``stop_requested`` is asked at every step whether to stop (a worker's stop file), besides the stop button."""
     options = job.options
     check_targets(base_model, options)
     history = TrainingHistory()
@@ -220,7 +241,7 @@ def train_adapter(base_model, tokenizer, location: str, device: str, job: Traini
         stop_flag = threading.Event()
         supervisor = Supervisor(observer, task_metric, options.early_stopping,
                                 lambda: _snapshot(model, options.method), stop_flag,
-                                lambda: _current_adapter(model, job, trainable, supervisor))
+                                lambda: _current_adapter(model, job, trainable, supervisor), stop_requested)
         callbacks: list[TrainerCallback] = [supervisor, Reporter(observer, collator)]
         if options.method == "unfreeze":
             groups = layer_groups(model, options.unfreeze_groups)
