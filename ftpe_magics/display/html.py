@@ -245,4 +245,16 @@ def fewshot_html(result: CompareResult, sweep: bool) -> str:
         parts.append("<h4>Confusion matrix (rows: true)</h4>"
                      + confusion(main.predictions, main.references, main.label_set).to_html())
     parts.append("<h4>Errors</h4>" + errors_html([main], result.eval_texts, per_condition=5))
+    if result.search_log:
+        parts.append(search_log_html(result.search_log))
     return "<div class='ftpe-fewshot'>" + "".join(parts) + "</div>"
+
+
+def search_log_html(log: list[dict]) -> str:
+    """Every candidate of a %%fewshot --search and its validation accuracy; the kept one in bold."""
+    import pandas as pd
+
+    frame = pd.DataFrame(log).sort_values("val_accuracy", ascending=False, kind="stable")
+    table = frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True)
+    return (f"<h4>Search log ({len(log)} candidates on the validation split; only the best was scored on the eval "
+            f"set)</h4>{table}")

@@ -179,6 +179,7 @@ class CompareResult:
     conditions: list[ConditionResult]
     eval_texts: list[str]
     title: str = "compare"
+    search_log: list[dict] | None = None  # %%fewshot --search: every candidate and its validation accuracy
 
     def __post_init__(self) -> None:
         if not self.conditions:

@@ -6,6 +6,7 @@ Every condition ends as a :class:`ConditionResult` with per-example predictions 
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections import ChainMap
@@ -16,14 +17,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from .adapters import Adapter
+from .calibration import CONTENT_FREE, calibrated, content_free_bias
 from .data import Examples
 from .errors import FtpeError
-from .fewshot import FewShotConfig, overlapping, reorder, select_demos
+from .fewshot import FewShotConfig, overlapping, reorder, select_demos, verbalized
 from .generation import GenerationSettings, generate_texts, render_prompts
 from .metrics import Metric, apply_metric
 from .scoring import label_logprobs, mean_pooled_embeddings
 from .stats import bootstrap_interval, macro_f1, modal_agreement
-from .templates import ExampleTemplate, assemble, scoring_inputs
+from .templates import ExampleTemplate, assemble, scoring_inputs, template_fields
 
 
 class ModelHandle(Protocol):
@@ -149,7 +151,7 @@ class Evaluator:
 
     # -- the two ways of scoring -------------------------------------------------------------
     def _classify(self, contexts: list[str], template: ExampleTemplate | None, add_special_tokens: bool = True,
-                  continuations: list[str] | None = None) -> Scored:
+                  continuations: list[str] | None = None, bias: np.ndarray | None = None) -> Scored:
         labels = self.eval_data.label_set
         if len(labels) < 2:
             raise FtpeError(f"Classification needs at least two labels; the eval set has {labels}. "
@@ -159,6 +161,8 @@ class Evaluator:
                                 self.batch_size, add_special_tokens=add_special_tokens)
         self._warn_prefix_labels(continuations)
         normalised = scored.normalised(labels, self.norm)
+        if bias is not None:  # contextual calibration: the prompt's content-free label bias divided out
+            normalised = calibrated(normalised, bias)
         predictions = [labels[i] if done else "" for i, done in zip(normalised.argmax(axis=1), scored.complete,
                                                                      strict=True)]
         samples = None
@@ -274,6 +278,8 @@ class Evaluator:
 
     def fewshot(self, condition: str, config: FewShotConfig, k: int | None = None) -> ConditionResult:
         """k demonstrations from the config's training pool; with orders > 1, the mean over orders."""
+        if config.verbalizer:
+            return self._verbalized(condition, config, k)
         k = config.k if k is None else k
         overlap, train_overlap = overlapping(config.train, self.eval_data)
         pool = [i for i in range(len(config.train)) if config.allow_overlap or i not in train_overlap]
@@ -298,7 +304,8 @@ class Evaluator:
                 break
         first = runs[0]
         interrupted = any(run.interrupted for run in runs)
-        result = self._result(condition, "fewshot", f"{config.name} (k={k}, {config.select})", first.predictions,
+        spec = f"{config.name} (k={k}, {config.select}{', calibrated' if config.calibrate else ''})"
+        result = self._result(condition, "fewshot", spec, first.predictions,
                               first.predictions, time.perf_counter() - started, first.prompt_tokens,
                               first.example_prompt, samples=first.samples, interrupted=interrupted,
                               overlap=len(overlap), k=k, pool_embedding_seconds=pool_seconds)
@@ -309,6 +316,22 @@ class Evaluator:
             result.samples = [list(column) for column in zip(*(run.predictions for run in runs), strict=True)]
             result.seconds /= config.orders  # latency of one pass, comparable with other conditions
         return result
+
+    def _verbalized(self, condition: str, config: FewShotConfig, k: int | None) -> ConditionResult:
+        """Label words: the prompt (demonstrations and scored answers) uses each label's word; predictions are
+        mapped back to the labels, so the result compares with every other condition on the same references."""
+        if not self.classification:
+            raise FtpeError("Label words (a verbalizer) apply to scoring labels, not to generated text with --metric.")
+        words, back = config.verbalizer, {word: label for label, word in config.verbalizer.items()}
+        worded = copy.copy(self)
+        worded.eval_data = verbalized(self.eval_data, words)
+        inner = worded.fewshot(condition, replace(config, train=verbalized(config.train, words), verbalizer=None), k)
+        predictions = [back.get(p, p) for p in inner.predictions]
+        mapped = [[back.get(p, p) for p in draws] for draws in inner.samples] if inner.samples else None
+        return replace(inner, references=self.eval_data.labels, predictions=predictions, outputs=predictions,
+                       label_set=self.eval_data.label_set, samples=mapped,
+                       scores=[float(p == r) for p, r in zip(predictions, self.eval_data.labels, strict=True)],
+                       spec=f"{inner.spec[:-1]}, words {'/'.join(words.values())})")
 
     def _classifier(self, condition: str, adapter: Adapter) -> ConditionResult:
         """A probe or a head: argmax over its classes (consistency 1.0 by construction); ``--samples`` draws
@@ -352,15 +375,35 @@ class Evaluator:
 
         return embed
 
+    def _shots(self, config: FewShotConfig, chosen: list[int]) -> list[str]:
+        return [config.template.demo(self._row(config.train.rows[i]), config.train.labels[i]) for i in chosen]
+
+    def _calibration(self, config: FewShotConfig, demos: list[list[int]]) -> tuple[np.ndarray | None, float]:
+        """``log p_cf`` per eval example (one estimate per distinct set of demonstrations: with ``random`` and
+        ``balanced`` one for all, with ``similar`` one per query), and what it cost; None when interrupted."""
+        template = config.template
+        blanked = [name for name in template_fields(template.template) if name in self.eval_data.rows[0]]
+        prompts = list(dict.fromkeys(tuple(chosen) for chosen in demos))
+        contexts = [assemble(template.instructions, self._shots(config, list(chosen)),
+                             template.query(self._row(dict.fromkeys(blanked, blank))))
+                    for chosen in prompts for blank in CONTENT_FREE]
+        continuations = [template.continuation(label) for label in self.eval_data.label_set]
+        scored = label_logprobs(self.handle.model, self.handle.tokenizer, contexts, continuations, self.batch_size)
+        if scored.interrupted:
+            return None, scored.seconds
+        bias = content_free_bias(scored.normalised(self.eval_data.label_set, self.norm))
+        index = {chosen: row for row, chosen in enumerate(prompts)}
+        return bias[[index[tuple(chosen)] for chosen in demos]], scored.seconds
+
     def _fewshot_once(self, config: FewShotConfig, demos: list[list[int]]) -> Scored:
         template = config.template
-        train = config.train
-        contexts = []
-        for row, chosen in zip(self.eval_data.rows, demos, strict=True):
-            shots = [template.demo(self._row(train.rows[i]), train.labels[i]) for i in chosen]
-            contexts.append(assemble(template.instructions, shots, template.query(self._row(row))))
+        contexts = [assemble(template.instructions, self._shots(config, chosen), template.query(self._row(row)))
+                    for row, chosen in zip(self.eval_data.rows, demos, strict=True)]
         if self.classification:
-            scored = self._classify(contexts, template)
+            bias, calibration_seconds = self._calibration(config, demos) if config.calibrate else (None, 0.0)
+            scored = self._classify(contexts, template, bias=bias)
+            scored.seconds += calibration_seconds  # the calibration pass is part of the condition's cost
+            scored.interrupted = scored.interrupted or (config.calibrate and bias is None)
             scored.example_prompt = contexts[0] + template.continuation("<label>")
             return scored
         run = self._generate(contexts, raw=True)

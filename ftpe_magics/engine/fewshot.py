@@ -29,6 +29,8 @@ class FewShotConfig:
     seed: int = 0
     orders: int = 1
     allow_overlap: bool = False
+    calibrate: bool = False  # contextual calibration of label scores (see .calibration)
+    verbalizer: dict[str, str] | None = None  # label -> the word the prompt uses for it (None: the labels)
 
 
 def overlapping(train: Examples, eval_data: Examples) -> tuple[list[int], set[int]]:
@@ -104,3 +106,9 @@ def reorder(demos: list[list[int]], order_seed: int) -> list[list[int]]:
             permutation_cache[key] = shuffled
         out.append(permutation_cache[key])
     return out
+
+
+def verbalized(examples: Examples, words: dict[str, str]) -> Examples:
+    """The same examples with every label written as its word (the rows, and so the texts, are unchanged)."""
+    return Examples(examples.rows, examples.input_col, examples.label_col, [words[label] for label in examples.labels],
+                    [words[label] for label in examples.label_set])

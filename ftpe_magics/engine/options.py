@@ -139,16 +139,38 @@ class FewShotOptions:
     sweep_k: str | None = option(None, "Comma-separated k values, e.g. 0,1,2,4,8: accuracy against k.")
     allow_overlap: bool = option(False, "Keep training examples whose text is also in the eval set "
                                         "(excluded by default).")
+    calibrate: bool = option(False, "Contextual calibration: divide out the label bias the prompt shows on "
+                                    "content-free inputs (N/A, empty, [MASK]).")
+    search: int | None = option(None, "Try N candidate configurations (demonstrations, order, k, instructions, label "
+                                      "words) on a validation split of --train; score only the best on --eval.", low=1)
+    search_k: str = option("1,2,4,8", "With --search: the k values to try.")
+    instructions: str | list | None = option(None, "With --search: a notebook variable holding a list of "
+                                                   "instruction variants.", metavar="VAR")
+    verbalizers: str | list | None = option(None, "With --search: a notebook variable holding a list of dicts "
+                                                  "label -> word.", metavar="VAR")
+    val_split: float = option(0.2, "With --search: the share of --train held out to score candidates (seeded; the "
+                                   "eval set is never read).", low=0, low_open=True, high=1, high_open=True)
 
     def __post_init__(self) -> None:
         check_ranges(self)
         sweep = split_list(self.sweep_k, "--sweep-k", int)
         if sweep is not None and (not sweep or min(sweep) < 0):
             raise FtpeError("--sweep-k takes k values of 0 or more, e.g. 0,1,2,4,8.")
+        search_k = split_list(self.search_k, "--search-k", int)
+        if not search_k or min(search_k) < 0:
+            raise FtpeError("--search-k takes k values of 0 or more, e.g. 1,2,4,8.")
+        if self.search and sweep is not None:
+            raise FtpeError("--search keeps one configuration and --sweep-k scores each k: use one of them.")
+        if not self.search and (self.instructions is not None or self.verbalizers is not None):
+            raise FtpeError("--instructions and --verbalizers are variants for --search N to try; add --search.")
 
     @property
     def sweep(self) -> list[int] | None:
         return split_list(self.sweep_k, "--sweep-k", int)
+
+    @property
+    def search_ks(self) -> list[int]:
+        return split_list(self.search_k, "--search-k", int)
 
 
 @dataclass

@@ -163,7 +163,8 @@ class RunRecorder:
             best = result.best
             summary = f"best {best.condition} {best.accuracy:.3f} ({len(result.conditions)} condition(s), " \
                       f"n={best.n})"
-            payload = {"title": result.title, "eval_texts": result.eval_texts, "conditions": ids, "sweep": sweep}
+            payload = {"title": result.title, "eval_texts": result.eval_texts, "conditions": ids, "sweep": sweep,
+                       "search_log": result.search_log}
             stopped = any(c.interrupted for c in result.conditions)
             return cache.store.add_run(kind, record, payload, name=name, summary=summary,
                                        seconds=sum(c.seconds for c in result.conditions),
@@ -208,7 +209,8 @@ class RunRecorder:
             return kind, TrainingRecord(row["name"] or "", result["summary"], result["history"])
         conditions = [condition_from_data(store.run(i)["result"]) for i in result["conditions"]]
         view = "sweep" if kind == "fewshot" and result.get("sweep") else kind
-        return view, CompareResult(conditions, result["eval_texts"], title=result["title"])
+        return view, CompareResult(conditions, result["eval_texts"], title=result["title"],
+                                   search_log=result.get("search_log"))
 
     # -- adapters on disk ------------------------------------------------------------------------------
     def stored_adapters(self, fingerprint: str) -> list[dict]:

@@ -45,7 +45,8 @@ def fewshot_identity(config: FewShotConfig, k: int | None = None) -> dict:
     return {"template": template.template, "instructions": template.instructions,
             "train": data_fingerprint(config.train),
             "k": config.k if k is None else k, "select": config.select, "seed": config.seed, "orders": config.orders,
-            "allow_overlap": config.allow_overlap}
+            "allow_overlap": config.allow_overlap, **({"calibrate": True} if config.calibrate else {}),
+            **({"verbalizer": config.verbalizer} if config.verbalizer else {})}
 
 
 @dataclass

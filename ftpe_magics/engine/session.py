@@ -395,10 +395,13 @@ class Session:
         share_label_set(eval_data, train_data, data.labels)
         config = FewShotConfig(name or f"fewshot-k{fewshot.k}", template, train_data, k=fewshot.k,
                                select=fewshot.select, seed=evaluation.seed, orders=fewshot.orders,
-                               allow_overlap=fewshot.allow_overlap)
+                               allow_overlap=fewshot.allow_overlap, calibrate=fewshot.calibrate)
+        search_log = None
+        if fewshot.search:
+            config, search_log = self._search_fewshot(config, eval_data, fewshot, evaluation, namespace)
         evaluator = self.evaluator(eval_data, evaluation, namespace)
         cache = self.recorder.condition_cache(evaluator, self.environment(), use=not evaluation.no_cache)
-        ks = fewshot.sweep or [fewshot.k]
+        ks = fewshot.sweep or [config.k]
         results: list = []
         try:
             for k in ks:
@@ -411,11 +414,31 @@ class Session:
             pass  # stopped between forward passes: what finished is kept
         self._report(evaluator, results, [f"k={k}" for k in ks[len(results):]])
         self.runs.keep_fewshot(config)
-        result = CompareResult(results, eval_data.texts, title=config.name)
+        result = CompareResult(results, eval_data.texts, title=config.name, search_log=search_log)
         record = {**self.environment(), "template": body, "data": {"eval": data_fingerprint(eval_data),
                   "train": data_fingerprint(train_data)}, "settings": _settings(fewshot, data, evaluation)}
         self.recorder.record_comparison("fewshot", result, cache, record, name=name, sweep=bool(fewshot.sweep))
         return result
+
+    def _search_fewshot(self, config: FewShotConfig, eval_data: Examples, fewshot: FewShotOptions,
+                        evaluation: EvalOptions, namespace: Mapping[str, Any] | None) -> tuple[FewShotConfig, list]:
+        """``--search N``: candidates scored on a validation split of the pool (the eval set is not read); the
+        best configuration, drawing from the pool the search used, and the search log."""
+        from .prompt_search import Candidate, check_verbalizers, draw_candidates, run_search, search_split
+
+        instructions = _variable_list(fewshot.instructions, "--instructions", namespace, str)
+        verbalizers = check_verbalizers(_variable_list(fewshot.verbalizers, "--verbalizers", namespace, dict),
+                                        config.train.label_set)
+        pool, val, leaked = search_split(config.train, eval_data, fewshot.val_split, evaluation.seed)
+        if leaked:
+            self.log(f"Search: removed {leaked} training example(s) whose text is also in the eval set, before "
+                     "drawing the validation split.")
+        base = dataclasses.replace(config, train=pool)
+        first = Candidate(config.k, config.select, config.seed)
+        candidates = draw_candidates(fewshot.search, first, fewshot.search_ks, len(instructions), len(verbalizers),
+                                     len(pool), evaluation.seed)
+        val_evaluator = self.evaluator(val, dataclasses.replace(evaluation, limit=None), namespace)
+        return run_search(val_evaluator.fewshot, base, candidates, instructions, verbalizers)
 
     def compare(self, body: str, eval: Any, *, compare: CompareOptions | None = None, data: DataOptions | None = None,
                 evaluation: EvalOptions | None = None, namespace: Mapping[str, Any] | None = None,
@@ -529,6 +552,19 @@ class Session:
 def _settings(*options: Any) -> dict[str, Any]:
     """Every option of a run, as recorded with it."""
     return {key: value for item in options for key, value in dataclasses.asdict(item).items()}
+
+
+def _variable_list(value: Any, option: str, namespace: Mapping[str, Any] | None, item: type) -> list:
+    """A list option given as a list, or as the name of a notebook variable holding one."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if value not in (namespace or {}):
+            raise FtpeError(f"{option}: no variable named {value!r} in the notebook. Define it first.")
+        value = namespace[value]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, item) for v in value):
+        raise FtpeError(f"{option} takes a non-empty list of {item.__name__} values.")
+    return list(value)
 
 
 def _split_options(given: dict[str, Any], *defaults: Any) -> tuple:
