@@ -140,7 +140,17 @@ def summary_html(result: CompareResult) -> str:
         note += (f"<p style='color:#b00'><b>Interrupted:</b> {html.escape(', '.join(stopped))} (stopped before the "
                  "end; partial outputs kept in the Errors tab and in .examples(), not scored).</p>")
     return (_formatted_table(table, result.best.condition).to_html(index=False, classes="ftpe-compare-table") + note
-            + img_tag(chart, "accuracy chart"))
+            + img_tag(chart, "accuracy chart") + verdict_html(result))
+
+
+def verdict_html(result: CompareResult) -> str:
+    """The verdict panel under the table, when the comparison has both a prompt and a fine-tune."""
+    written = result.verdict()
+    if not written.numbers:
+        return ""
+    items = "".join(f"<li>{html.escape(sentence)}</li>" for sentence in written.sentences)
+    return (f"<div class='ftpe-verdict' style='border-left:4px solid #3b6;padding:4px 12px;margin-top:8px'>"
+            f"<h4>Verdict</h4><ul>{items}</ul></div>")
 
 
 def _disagreement_row(result: CompareResult, index: int) -> str:

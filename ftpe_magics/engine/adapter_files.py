@@ -115,6 +115,7 @@ def _common(meta: dict, name: str) -> dict:
     return {"name": name, "template": template, "chat": bool(meta.get("chat", False)),
             "label_set": list(meta.get("label_set", [])), "input_col": meta.get("input_col", "text"),
             "trainable_params": meta.get("trainable_params", 0), "train_seconds": meta.get("train_seconds", 0.0),
+            "train_tokens": meta.get("train_tokens", 0),
             "best_metric": meta.get("best_metric"), "steps": meta.get("steps", 0),
             "base_model_id": meta.get("base_model", ""), "base_fingerprint": meta.get("base_fingerprint", "")}
 

@@ -32,6 +32,7 @@ class Adapter:
     input_col: str = "text"
     trainable_params: int = 0
     train_seconds: float = 0.0
+    train_tokens: int = 0        # real (unpadded) tokens trained on: the training's cost in FLOPs
     peft_config: Any = None
     state: dict[str, torch.Tensor] | None = None
     model: Any = None
@@ -54,7 +55,8 @@ class Adapter:
         return {"method": self.method, "template": template.template if template else None,
                 "instructions": template.instructions if template else "", "chat": self.chat,
                 "label_set": self.label_set, "input_col": self.input_col, "trainable_params": self.trainable_params,
-                "train_seconds": self.train_seconds, "best_metric": self.best_metric, "steps": self.steps,
+                "train_seconds": self.train_seconds, "train_tokens": self.train_tokens,
+                "best_metric": self.best_metric, "steps": self.steps,
                 "base_model": self.base_model_id, "base_fingerprint": self.base_fingerprint,
                 "head_pool": self.head.pool if self.head is not None else None}
 

@@ -26,6 +26,7 @@ from .records import adapter_fingerprint, namespace_values
 from .result_cache import ConditionCache, fewshot_identity
 from .stats import mcnemar_p
 from .templates import unescape_newlines
+from .verdict import Verdict, verdict
 
 _LINE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*:\s*([A-Za-z_-]+)\s*(.*?)\s*$")
 
@@ -180,6 +181,7 @@ class CompareResult:
     eval_texts: list[str]
     title: str = "compare"
     search_log: list[dict] | None = None  # %%fewshot --search: every candidate and its validation accuracy
+    model_params: int = 0  # of the base model: FLOPs per query and of training are counted from it
 
     def __post_init__(self) -> None:
         if not self.conditions:
@@ -200,6 +202,10 @@ class CompareResult:
                "train_seconds": result.train_seconds,
                "p_vs_best": None if result is best or result.interrupted or best.interrupted
                else mcnemar_p(result.correct, best.correct), "n": result.n, "interrupted": result.interrupted}
+        if self.model_params:  # the usual estimates: 2 FLOPs per parameter per token read, 6 per token trained on
+            row["flops_per_query"] = 2.0 * self.model_params * result.mean_prompt_tokens
+            tokens = result.extra.get("train_tokens")
+            row["train_flops"] = 6.0 * self.model_params * tokens if tokens else None
         if result.order_accuracies:
             row["order_spread"] = float(np.std(result.order_accuracies))
         return row
@@ -229,6 +235,11 @@ class CompareResult:
         columns = ["condition", "accuracy", "accuracy_low", "accuracy_high", "macro_f1", "latency_ms", "prompt_tokens",
                    "p_vs_best", "n"]
         return self.to_pandas()[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+    def verdict(self) -> Verdict:
+        """Prompt or fine-tune: the best of each side, the gap and its significance, consistency, the break-even
+        point and a recommendation, in sentences whose numbers are this table's (see :mod:`.verdict`)."""
+        return verdict(self.conditions)
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text(str(self))

@@ -421,8 +421,8 @@ class Evaluator:
             self.handle.tokenizer, adapter.template, [self._row(row) for row in self.eval_data.rows],
             self.eval_data.label_set, adapter.chat)
         spec = adapter.name if kind == "adapter" else f"base model, {adapter.name}'s format"
-        extra = {"trainable_params": adapter.trainable_params, "train_seconds": adapter.train_seconds} \
-            if kind == "adapter" else {}
+        extra = {"trainable_params": adapter.trainable_params, "train_seconds": adapter.train_seconds,
+                 "train_tokens": adapter.train_tokens} if kind == "adapter" else {}
         if self.classification:
             scored = self._classify(contexts, None, add_special, continuations)
             return self._result(condition, kind, spec, scored.predictions, scored.predictions, scored.seconds,

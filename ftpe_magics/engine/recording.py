@@ -164,7 +164,7 @@ class RunRecorder:
             summary = f"best {best.condition} {best.accuracy:.3f} ({len(result.conditions)} condition(s), " \
                       f"n={best.n})"
             payload = {"title": result.title, "eval_texts": result.eval_texts, "conditions": ids, "sweep": sweep,
-                       "search_log": result.search_log}
+                       "search_log": result.search_log, "model_params": result.model_params}
             stopped = any(c.interrupted for c in result.conditions)
             return cache.store.add_run(kind, record, payload, name=name, summary=summary,
                                        seconds=sum(c.seconds for c in result.conditions),
@@ -210,7 +210,7 @@ class RunRecorder:
         conditions = [condition_from_data(store.run(i)["result"]) for i in result["conditions"]]
         view = "sweep" if kind == "fewshot" and result.get("sweep") else kind
         return view, CompareResult(conditions, result["eval_texts"], title=result["title"],
-                                   search_log=result.get("search_log"))
+                                   search_log=result.get("search_log"), model_params=result.get("model_params", 0))
 
     # -- adapters on disk ------------------------------------------------------------------------------
     def stored_adapters(self, fingerprint: str) -> list[dict]:

@@ -414,7 +414,8 @@ class Session:
             pass  # stopped between forward passes: what finished is kept
         self._report(evaluator, results, [f"k={k}" for k in ks[len(results):]])
         self.runs.keep_fewshot(config)
-        result = CompareResult(results, eval_data.texts, title=config.name, search_log=search_log)
+        result = CompareResult(results, eval_data.texts, title=config.name, search_log=search_log,
+                               model_params=self.parameter_count())
         record = {**self.environment(), "template": body, "data": {"eval": data_fingerprint(eval_data),
                   "train": data_fingerprint(train_data)}, "settings": _settings(fewshot, data, evaluation)}
         self.recorder.record_comparison("fewshot", result, cache, record, name=name, sweep=bool(fewshot.sweep))
@@ -453,7 +454,7 @@ class Session:
         results, not_run = run_conditions(ConditionContext(self.adapters, self.runs.fewshot_configs), evaluator, specs,
                                           cache)
         self._report(evaluator, results, not_run)
-        result = CompareResult(results, eval_data.texts)
+        result = CompareResult(results, eval_data.texts, model_params=self.parameter_count())
         settings = _settings(compare, data, evaluation)
         record = {**self.environment(), "conditions": body, "data": {"eval": data_fingerprint(eval_data)},
                   "settings": settings}

@@ -186,5 +186,6 @@ def train_head(base_model, tokenizer, device: str, job: TrainingJob, observers: 
         if supervisor.best_state is not None and not interrupted:
             run.restore(supervisor.best_state)
         adapter = run.adapter(job, base_model, trainable, seconds, supervisor, interrupted, history)
+        adapter.train_tokens = collator.tokens
     observer.end(adapter)
     return adapter

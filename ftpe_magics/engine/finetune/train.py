@@ -254,5 +254,6 @@ def train_adapter(base_model, tokenizer, location: str, device: str, job: Traini
             interrupted = _run(trainer, supervisor, model, base_model, options.batch_size, options.grad_accum)
             seconds = time.perf_counter() - started
         adapter = _adapter(model, job, base_model, trainable, seconds, supervisor, interrupted, history)
+        adapter.train_tokens = summed(collator.tokens)  # every rank's, in worker processes: the training's cost
     observer.end(adapter)
     return adapter

@@ -1,0 +1,92 @@
+"""result.verdict(): every sentence checked against a comparison built with known numbers."""
+
+from __future__ import annotations
+
+from ftpe_magics.engine.compare import CompareResult
+from ftpe_magics.engine.evaluation import ConditionResult
+from ftpe_magics.engine.stats import mcnemar_p
+from ftpe_magics.engine.verdict import paired_gap_interval
+
+N = 100
+REFERENCES = ["yes" if i % 2 else "no" for i in range(N)]
+
+
+def _condition(name: str, kind: str, right: int, seconds: float, tokens: int, train_seconds: float = 0.0,
+               samples=None) -> ConditionResult:
+    """Right on the first ``right`` examples, wrong on the rest."""
+    predictions = [ref if i < right else ("no" if ref == "yes" else "yes") for i, ref in enumerate(REFERENCES)]
+    return ConditionResult(name, kind, f"{name} spec", REFERENCES, predictions, predictions,
+                           [float(i < right) for i in range(N)], ["no", "yes"], seconds, [tokens] * N, "",
+                           samples=samples, train_seconds=train_seconds)
+
+
+def _result(*conditions) -> CompareResult:
+    return CompareResult(list(conditions), [f"text {i}" for i in range(N)])
+
+
+def test_each_sentence_carries_the_tables_numbers():
+    prompt = _condition("fs4", "fewshot", 60, seconds=10.0, tokens=150)  # 0.60, 100 ms, 150 tokens
+    prompt.order_accuracies = [0.58, 0.60, 0.62]
+    tuned = _condition("lora", "adapter", 80, seconds=3.0, tokens=80, train_seconds=389.0,
+                       samples=[["yes", "yes"]] * N)  # 0.80, 30 ms, 80 tokens
+    zero = _condition("zero", "prompt", 50, seconds=5.0, tokens=40)
+    written = _result(zero, prompt, tuned).verdict()
+    best_prompt, best_tuned, gap, consistency, crossover, even, recommendation = written.sentences
+    low, high = prompt.interval
+    assert best_prompt == f"Best prompt: fs4 (fs4 spec), accuracy 0.600 (95% CI {low:.3f}-{high:.3f}, n=100)."
+    assert best_tuned.startswith("Best fine-tune: lora (lora spec), accuracy 0.800")
+    gap_low, gap_high = paired_gap_interval(tuned.correct, prompt.correct)
+    assert gap_low <= 0.2 <= gap_high
+    p = mcnemar_p(tuned.correct, prompt.correct)  # 20 discordant pairs, all one way: 2 * 0.5**20
+    assert abs(p - 2 * 0.5**20) < 1e-12
+    assert f"is +0.200 (95% CI {gap_low:+.3f} to {gap_high:+.3f}" in gap and f"p = {p:.3g} (significant" in gap
+    assert "fs4: accuracy spread across demonstration orders 0.016" in consistency
+    assert "lora: agreement across samples" in consistency
+    assert crossover.startswith("Crossover: not measured")
+    # 150 - 80 = 70 tokens, 100 - 30 = 70 ms saved per query; 389 s / 0.070 s = 5,557 queries
+    assert "lora reads 70 fewer prompt tokens per query and answers 70.0 ms faster" in even
+    assert "its 389 s of training is paid back after 5,557 queries" in even
+    assert abs(written.numbers["break_even_queries"] - 389 / 0.07) < 1e-6
+    assert recommendation.startswith("Recommendation: lora (the fine-tune), significantly more accurate than fs4 by "
+                                     "20.0 points")
+
+
+def test_no_significant_difference_is_said():
+    prompt = _condition("zero", "prompt", 60, seconds=2.0, tokens=30)
+    tuned = _condition("lora", "adapter", 62, seconds=2.0, tokens=30, train_seconds=50.0)
+    written = _result(prompt, tuned).verdict()
+    assert "not significant at 0.05" in written.sentences[2]
+    assert written.sentences[-1].startswith("Recommendation: no significant difference (p = 0.5 >= 0.05)")
+    assert written.sentences[-2].startswith("Break-even: never on this machine")
+    assert written.numbers["break_even_queries"] is None
+
+
+def test_a_prompt_that_wins_and_a_missing_side():
+    prompt = _condition("fs", "fewshot", 90, seconds=1.0, tokens=100)
+    tuned = _condition("lora", "adapter", 50, seconds=1.0, tokens=20, train_seconds=10.0)
+    assert _result(prompt, tuned).verdict().sentences[-1].startswith("Recommendation: fs (the prompt)")
+    alone = _result(prompt).verdict()
+    assert alone.numbers == {} and "no fine-tuned adapter" in str(alone)
+
+
+def test_the_panel_is_under_the_table():
+    from ftpe_magics.display.html import summary_html
+
+    prompt = _condition("zero", "prompt", 60, seconds=2.0, tokens=30)
+    tuned = _condition("lora", "adapter", 80, seconds=1.0, tokens=10, train_seconds=5.0)
+    assert "<h4>Verdict</h4>" in summary_html(_result(prompt, tuned))
+    assert "Verdict" not in summary_html(_result(prompt))
+
+
+def test_cost_columns_are_counted_from_the_model_and_the_training(tiny_session):
+    rows = [{"text": t, "label": label} for t, label in [("great fun", "positive"), ("so dull", "negative"),
+                                                          ("loved it", "positive"), ("awful film", "negative")] * 3]
+    adapter = tiny_session.finetune("Review: {text}\nSentiment: {label}", rows, "costed", max_steps=2, batch_size=4)
+    assert adapter.train_tokens > 0
+    result = tiny_session.compare("zero: prompt Review: {text}\\nSentiment:\ntuned: adapter costed", rows)
+    table = result.to_pandas().set_index("condition")
+    params = tiny_session.parameter_count()
+    assert table.loc["zero", "flops_per_query"] == 2 * params * table.loc["zero", "prompt_tokens"]
+    assert table.loc["tuned", "train_flops"] == 6 * params * adapter.train_tokens
+    assert table.loc["zero", "train_flops"] is None or table["train_flops"].isna()["zero"]
+    assert "Break-even" in str(result.verdict())
