@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fewshot_data import EVAL, POOL, TEMPLATE
 
 from ftpe_magics.engine.calibration import calibrated, content_free_bias, log_distribution
-
-TEMPLATE = "Review: {text}\nSentiment: {label}"
-POOL = ([{"text": f"the movie was great {i}", "label": "positive"} for i in range(10)]
-        + [{"text": f"a terrible film , boring {i}", "label": "negative"} for i in range(10)])
-# balanced: the true share of each label is one half
-EVAL = [{"text": text, "label": label} for text, label in [("i loved it", "positive"), ("boring and long",
-                                                                                       "negative")] * 10]
 
 
 def test_a_content_free_input_scores_every_label_alike_after_calibration():

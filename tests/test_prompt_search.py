@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from fewshot_data import EVAL, POOL, TEMPLATE
 
 from ftpe_magics import FtpeError
 from ftpe_magics.engine.data import load_examples
 from ftpe_magics.engine.evaluation import Evaluator
 from ftpe_magics.engine.prompt_search import search_split
-
-TEMPLATE = "Review: {text}\nSentiment: {label}"
-POOL = ([{"text": f"the movie was great {i}", "label": "positive"} for i in range(20)]
-        + [{"text": f"a terrible film , boring {i}", "label": "negative"} for i in range(20)])
-EVAL = [{"text": text, "label": label} for text, label in [("i loved it", "positive"), ("boring and long",
-                                                                                       "negative")] * 10]
 
 
 def test_the_leakage_guard_removes_eval_texts_before_the_split():

@@ -14,7 +14,7 @@ import numpy as np
 
 def bootstrap_interval(correct: list[bool] | np.ndarray, resamples: int = 2000, confidence: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of 0/1 outcomes."""
+    """Percentile bootstrap interval of the mean of per-example values (0/1 outcomes, or paired differences)."""
     values = np.asarray(correct, dtype=float)
     if values.size == 0:
         return (float("nan"), float("nan"))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .stats import mcnemar_p
+from .stats import bootstrap_interval, mcnemar_p
 
 if TYPE_CHECKING:
     from .evaluation import ConditionResult
@@ -37,13 +37,10 @@ class Verdict:
         printer.text(str(self))
 
 
-def paired_gap_interval(better: list[bool], other: list[bool], resamples: int = 2000,
-                        seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of the accuracy difference on the same examples (resampled in pairs)."""
-    difference = np.asarray(better, float) - np.asarray(other, float)
-    rng = np.random.default_rng(seed)
-    means = difference[rng.integers(0, difference.size, size=(resamples, difference.size))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+def paired_gap_interval(better: list[bool], other: list[bool]) -> tuple[float, float]:
+    """95% bootstrap interval of the accuracy difference on the same examples (the per-example differences are
+    resampled, so each example's pair stays together)."""
+    return bootstrap_interval(np.asarray(better, float) - np.asarray(other, float))
 
 
 def _best(conditions: list[ConditionResult], kinds: tuple[str, ...]) -> ConditionResult | None:

@@ -27,26 +27,25 @@ def distributed_rank() -> int:
     return torch.distributed.get_rank() if in_process_group() else 0
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when it is true on one (alone, the flag itself)."""
+def _reduced(number: int, op) -> int:
+    """``number`` reduced over the ranks by ``op`` (alone, the number itself); NCCL reduces GPU tensors only."""
     if not in_process_group():
-        return flag
-    value = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        return number
+    value = torch.tensor([number], dtype=torch.int64)
     if torch.distributed.get_backend() == "nccl":
         value = value.cuda()
-    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
-    return bool(value.item())
+    torch.distributed.all_reduce(value, op=op)
+    return int(value.item())
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on one."""
+    return bool(_reduced(int(flag), torch.distributed.ReduceOp.MAX))
 
 
 def summed(count: int) -> int:
-    """``count`` summed over the ranks (alone, the count itself)."""
-    if not in_process_group():
-        return count
-    value = torch.tensor([count], dtype=torch.int64)
-    if torch.distributed.get_backend() == "nccl":
-        value = value.cuda()
-    torch.distributed.all_reduce(value)
-    return int(value.item())
+    """``count`` summed over the ranks."""
+    return _reduced(count, torch.distributed.ReduceOp.SUM)
 
 
 def my_share(count: int) -> list[int]:
