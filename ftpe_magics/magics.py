@@ -19,6 +19,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from .arguments import build, option_arguments, parse
+from .display.curves import search_trials_html
 from .display.html import compare_sections, fewshot_html, key_value_html
 from .display.training_view import TrainingView
 from .display.widgets import display_tabs
@@ -27,7 +28,7 @@ from .engine.errors import FtpeError
 from .engine.finetune.options import FinetuneOptions, LaunchOptions
 from .engine.generation import GenerationSettings
 from .engine.model import display_path
-from .engine.options import CompareOptions, DataOptions, EvalOptions, FewShotOptions
+from .engine.options import CompareOptions, CurveOptions, DataOptions, EvalOptions, FewShotOptions
 from .engine.placement import DEVICE_MAPS, QUANTIZE
 from .engine.session import Session
 from .engine.store import RUN_KINDS
@@ -256,20 +257,26 @@ class FtpeMagics(Magics):
 
     @magic_arguments()
     @argument("--eval", metavar="VAR", required=True, help="Held-out set: a notebook variable or a file path.")
+    @argument("--train", metavar="VAR", default=None, help="Labelled pool for the conditions that learn from data "
+                                                          "(fewshot draws from it, finetune trains on it).")
     @argument("--out", metavar="VAR", help="Store the result object in this variable.")
-    @option_arguments(CompareOptions, DataOptions, EvalOptions)
+    @option_arguments(CurveOptions, CompareOptions, DataOptions, EvalOptions)
     @cell_magic
     @user_errors
     def compare(self, line: str, cell: str) -> None:
         """Run several conditions on the same held-out set and show them in one table.
 
         One condition per line, ``LABEL: KIND SPEC``; kinds: ``prompt TEMPLATE``, ``cot TEMPLATE``,
-        ``fewshot NAME``, ``adapter NAME``, ``base [TEMPLATE]``. ``\n`` in a template is a newline.
+        ``fewshot NAME [key=value ...]``, ``finetune METHOD [key=value ...] TEMPLATE`` (with --train),
+        ``adapter NAME``, ``base [TEMPLATE]``. ``\n`` in a template is a newline. With ``--train`` and
+        ``--sizes``, a learning curve: every condition at each training-set size.
         """
         args = parse(self.compare, line)
-        result = self.session.compare(cell, self._variable(args.eval, "--eval", path_ok=True),
+        train = self._variable(args.train, "--train", path_ok=True) if args.train else None
+        result = self.session.compare(cell, self._variable(args.eval, "--eval", path_ok=True), train=train,
                                       compare=build(CompareOptions, args), data=build(DataOptions, args),
-                                      evaluation=build(EvalOptions, args), namespace=self.shell.user_ns)
+                                      evaluation=build(EvalOptions, args), curve=build(CurveOptions, args),
+                                      namespace=self.shell.user_ns)
         self._store(args.out, result)
         display_tabs(compare_sections(result), str(result))
 
@@ -294,6 +301,9 @@ class FtpeMagics(Magics):
             cell, self._variable(args.train, "--train", path_ok=True), args.name,
             eval=self._variable(args.eval, "--eval", path_ok=True) if args.eval else None,
             finetune=options, data=build(DataOptions, args), launch=build(LaunchOptions, args), observers=[view])
+        if adapter.search_log:
+            display({"text/plain": f"{len(adapter.search_log)} trials", "text/html": search_trials_html(
+                adapter.search_log)}, raw=True)
         status = (f"interrupted at step {adapter.interrupted_at}; kept as of that step"
                   if adapter.interrupted_at is not None else f"{adapter.steps} steps")
         print(f"Adapter {adapter.name!r} ({adapter.method}, {status}, {adapter.train_seconds:.0f}s): "

@@ -19,6 +19,7 @@ from ftpe_magics.engine.generation import GenerationSettings
 from ftpe_magics.engine.model import LoadedModel, resolve_source
 from ftpe_magics.engine.options import (
     CompareOptions,
+    CurveOptions,
     DataOptions,
     EvalOptions,
     FewShotOptions,
@@ -31,7 +32,8 @@ from ftpe_magics.magics import FtpeMagics
 PACKAGE = Path(__file__).resolve().parents[1] / "ftpe_magics"
 README = (PACKAGE.parent / "README.md").read_text()
 OPTION_CLASSES = {"prompt": [GenerationSettings], "fewshot": [FewShotOptions, DataOptions, EvalOptions],
-                  "compare": [CompareOptions, DataOptions, EvalOptions], "finetune": [FinetuneOptions, DataOptions]}
+                  "compare": [CurveOptions, CompareOptions, DataOptions, EvalOptions],
+                  "finetune": [FinetuneOptions, DataOptions]}
 ROWS = [{"text": t, "label": label} for t, label in [
     ("great fun", "positive"), ("so dull", "negative"), ("loved it", "positive"), ("awful film", "negative")]] * 2
 

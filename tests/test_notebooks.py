@@ -78,3 +78,15 @@ def test_committed_notebooks_hold_no_machine_paths_or_tokens():
         for marker in ("/work/", "/root/", "/home/", "/tmp/", "site-packages"):
             assert marker not in text, f"{path.name} contains {marker!r}"
         assert not re.search(r"token=[0-9a-f]{16,}", text), f"{path.name} contains a token"
+
+
+def test_learning_curve_notebook_runs_on_a_small_slice(sst2_dir, monkeypatch):
+    monkeypatch.setenv("FTPE_NOTEBOOK_SMOKE", "1")  # sizes 20 and 40, a few held-out examples
+    monkeypatch.setenv("FTPE_STORE", "")  # compute, do not read a developer's run store
+    notebook = execute("04_when_does_finetuning_win.ipynb")
+    assert errors(notebook) == []
+    for task in ("%%compare --train sst2_pool", "%%compare --train clinc_pool"):
+        shown = _output_of(notebook, task)
+        assert "Learning curve" in shown and 'alt="learning curve"' in shown and "Crossover:" in shown
+    assert "Break-even:" in _output_of(notebook, "print(sst2.verdict())")
+    assert "CLINC150" in _output_of(notebook, "import pandas as pd")

@@ -66,7 +66,7 @@ def test_a_prompt_that_wins_and_a_missing_side():
     tuned = _condition("lora", "adapter", 50, seconds=1.0, tokens=20, train_seconds=10.0)
     assert _result(prompt, tuned).verdict().sentences[-1].startswith("Recommendation: fs (the prompt)")
     alone = _result(prompt).verdict()
-    assert alone.numbers == {} and "no fine-tuned adapter" in str(alone)
+    assert alone.numbers == {} and "no fine-tune (adapter NAME" in str(alone)
 
 
 def test_the_panel_is_under_the_table():

@@ -114,6 +114,9 @@ def _formatted_table(table, best: str):
         if column in shown:
             shown[column] = shown[column].map(lambda v: "–" if v is None or v != v else f"{v:.3f}")
     shown["latency_ms"] = shown["latency_ms"].map(lambda v: f"{v:.1f}")
+    for column, form in (("peak_memory_mb", "{:.0f}"), ("flops_per_query", "{:.2e}"), ("train_flops", "{:.2e}")):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v, form=form: "–" if v is None or v != v else form.format(v))
     shown["prompt_tokens"] = shown["prompt_tokens"].map(lambda v: f"{v:.0f}")
     shown["train_seconds"] = shown["train_seconds"].map(lambda v: f"{v:.1f}")
     shown["trainable_params"] = shown["trainable_params"].map(lambda v: f"{v:,}")
@@ -197,8 +200,13 @@ def prompts_html(result: CompareResult) -> str:
 
 
 def compare_sections(result: CompareResult) -> dict[str, str]:
-    """The four views of a comparison, as the tabs (and their static twin) show them."""
-    return {"Summary": summary_html(result), "Disagreements": disagreements_html(result),
+    """The views of a comparison, as the tabs (and their static twin) show them; a learning curve first."""
+    sections = {}
+    if result.curve is not None and len(result.curve.measured_sizes()) + result.curve.repeats > 2:
+        from .curves import learning_curve_html
+
+        sections["Learning curve"] = learning_curve_html(result.curve)
+    return {**sections, "Summary": summary_html(result), "Disagreements": disagreements_html(result),
             "Errors": errors_html(result.conditions, result.eval_texts), "Prompts": prompts_html(result)}
 
 

@@ -51,3 +51,41 @@ def accuracy_vs_k(ks: list[int], accuracy: list[float], low: list[float], high: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return png_bytes(fig)
+
+
+def learning_curve_plot(table, title: str) -> bytes:
+    """Accuracy with its 95% interval against the number of labelled examples, one line per condition (log x)."""
+    fig, ax = new_figure(figsize=(5.5, 3.5))
+    for condition, rows in table.groupby("condition", sort=False):
+        ax.errorbar(rows["n"], rows["accuracy"], yerr=[rows["accuracy"] - rows["accuracy_low"],
+                                                       rows["accuracy_high"] - rows["accuracy"]],
+                    marker="o", capsize=3, label=condition)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(table["n"].unique()), [str(n) for n in sorted(table["n"].unique())])
+    ax.set_xlabel("labelled examples (n)")
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return png_bytes(fig)
+
+
+def trials_plot(trials: list[dict]) -> bytes:
+    """Validation accuracy at each evaluation of every trial of a search; pruned and stopped trials dashed."""
+    fig, ax = new_figure(figsize=(5.5, 3.2))
+    for trial in trials:
+        points = trial.get("evaluations") or []
+        if not points:
+            continue
+        steps, scores = zip(*points, strict=True)
+        style = "-" if trial["state"] == "complete" else "--"
+        width = 2.5 if trial.get("best") else 1
+        ax.plot(steps, scores, style, marker="o", markersize=3, linewidth=width, label=f"trial {trial['trial']}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("search trials (dashed: pruned or stopped; bold: kept)")
+    ax.grid(alpha=0.3)
+    if len(trials) <= 12:
+        ax.legend(fontsize=7)
+    return png_bytes(fig)

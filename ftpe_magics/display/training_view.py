@@ -37,6 +37,7 @@ class TrainingView(TrainingObserver):
 
     # -- observer hooks -------------------------------------------------------------------------------
     def start(self, plan: TrainingPlan) -> None:
+        self.records, self.current_step, self.tokens = [], 0, 0  # a search starts one run per trial: each its own
         self.total_steps = plan.total_steps
         self.title = f"{plan.method}: {plan.trainable_params:,} trainable parameters"
         self.started = time.perf_counter()

@@ -43,6 +43,7 @@ class Adapter:
     head: Any = None             # a ClassifierHead (probe, head): predictions by argmax over its classes
     base_model_id: str = ""      # the model it was trained on: its hub id or name, never a path of this machine
     base_fingerprint: str = ""   # LoadedModel.fingerprint of that model, checked when the adapter is loaded
+    search_log: list[dict] | None = field(default=None, repr=False)  # --search: every trial, the chosen one marked
 
     def summary(self) -> dict:
         return {"name": self.name, "method": self.method, "trainable_params": self.trainable_params,

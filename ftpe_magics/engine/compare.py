@@ -1,49 +1,69 @@
 r"""``%%compare`` bodies, their runs, and the comparison they produce.
 
-    zero:  prompt  Review: {text}\nSentiment:
-    cot:   cot     Review: {text}\nThink step by step, then answer positive or negative.
-    fs4:   fewshot fs4
+    zero:  prompt   Review: {text}\nSentiment:
+    cot:   cot      Review: {text}\nThink step by step, then answer positive or negative.
+    fs4:   fewshot  fs4 k=8 calibrate=true
+    lora:  finetune lora epochs=3 Review: {text}\nSentiment: {label}
 
 ``\n`` in a spec is a newline (``\\n`` a literal backslash-n); blank lines and lines starting with
-``#`` are skipped. Each kind maps to one runner, so a new kind is one entry in ``RUNNERS``.
+``#`` are skipped. ``fewshot NAME`` and ``finetune METHOD`` take ``key=value`` options (``%%fewshot``'s and
+``%%finetune``'s, ``-`` or ``_``; a value with spaces in quotes); ``finetune`` trains on ``--train`` (at each
+size of a learning curve, see :mod:`.learning_curve`). Each kind maps to one runner, so a new kind is one entry
+in ``RUNNERS``.
 Prompting conditions always run on the base model and ``adapter NAME`` on that adapter, whatever
 ``%ftpe use`` made active, so the table compares what it says it compares.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .adapters import AdapterRegistry
+from .adapters import Adapter, AdapterRegistry
+from .data import Examples
 from .errors import FtpeError, did_you_mean
 from .evaluation import ConditionResult, Evaluator
 from .fewshot import FewShotConfig
-from .records import adapter_fingerprint, namespace_values
+from .finetune.options import FinetuneOptions
+from .memory import PeakMemory
+from .options import FewShotOptions, options_from_pairs
+from .records import adapter_fingerprint, data_fingerprint, namespace_values
 from .result_cache import ConditionCache, fewshot_identity
 from .stats import mcnemar_p
-from .templates import unescape_newlines
+from .templates import ExampleTemplate, unescape_newlines
 from .verdict import Verdict, verdict
 
 _LINE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*:\s*([A-Za-z_-]+)\s*(.*?)\s*$")
+_PAIR = re.compile(r"""\s*([a-z][a-z0-9_-]*)=("[^"]*"|'[^']*'|\S+)(?:\s+|$)""")
+_WORD = re.compile(r"\s*(\S+)(?:\s+|$)")
 
 
 @dataclass(frozen=True)
 class ConditionSpec:
     label: str
     kind: str
-    spec: str
+    spec: str  # the template, or the name of a few-shot configuration or adapter
+    pairs: tuple[tuple[str, str], ...] = ()  # key=value options of a fewshot or finetune line
+    method: str = ""  # of a finetune line
 
 
 @dataclass
 class ConditionContext:
-    """What a condition may refer to: the session's adapters and its named few-shot configurations."""
+    """What a condition may refer to: the session's adapters and named few-shot configurations and, for the
+    conditions that learn from data, the training pool and how to search and train on it."""
 
     adapters: AdapterRegistry
     fewshot_configs: Mapping[str, FewShotConfig]
+    train_pool: Examples | None = None  # --train (a learning curve's draw of n at each size)
+    seed_offset: int = 0  # a learning curve's repeat: every seed moved by it
+    search_fewshot: Callable[[FewShotConfig, FewShotOptions], tuple[FewShotConfig, list]] | None = None
+    train: Callable[[str, ExampleTemplate, Examples, FinetuneOptions], Adapter] | None = None
 
 
 def _run_prompt(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> ConditionResult:
@@ -74,14 +94,90 @@ def _run_base(context: ConditionContext, evaluator: Evaluator, spec: ConditionSp
         return evaluator.adapter(spec.label, newest, kind="base")
 
 
+def fewshot_setup(context: ConditionContext, spec: ConditionSpec) -> tuple[FewShotConfig, FewShotOptions]:
+    """The named configuration with the line's options on it, drawing from the training pool when there is one."""
+    config = context.fewshot_configs[spec.spec.strip()]
+    options = options_from_pairs(FewShotOptions, spec.pairs, spec.label, k=config.k, select=config.select,
+                                 orders=config.orders, allow_overlap=config.allow_overlap, calibrate=config.calibrate)
+    config = dataclasses.replace(config, k=options.k, select=options.select, orders=options.orders,
+                                 allow_overlap=options.allow_overlap, calibrate=options.calibrate,
+                                 seed=config.seed + context.seed_offset,
+                                 train=context.train_pool if context.train_pool is not None else config.train)
+    return config, options
+
+
 def _run_fewshot(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> ConditionResult:
+    config, options = fewshot_setup(context, spec)
+    search_log = None
+    if options.search:
+        config, search_log = context.search_fewshot(config, options)
     with context.adapters.using("base"):
-        return evaluator.fewshot(spec.label, context.fewshot_configs[spec.spec.strip()])
+        result = evaluator.fewshot(spec.label, config)
+    if search_log:
+        best = next(row for row in search_log if row["best"])
+        result.extra["search"] = {"candidates": len(search_log), "best": best}
+    return result
+
+
+def finetune_setup(context: ConditionContext, spec: ConditionSpec) -> FinetuneOptions:
+    options = options_from_pairs(FinetuneOptions, spec.pairs, spec.label, method=spec.method)
+    return dataclasses.replace(options, seed=options.seed + context.seed_offset)
+
+
+def _run_finetune(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> ConditionResult:
+    """Train on the pool, score the adapter, forget it: a curve trains one per size, kept as a result, not weights."""
+    options = finetune_setup(context, spec)
+    adapter = context.train(f"{spec.label} (n={len(context.train_pool)})", ExampleTemplate.from_body(spec.spec),
+                            context.train_pool, options)
+    context.adapters.add(adapter)
+    try:
+        with context.adapters.using(adapter.name):
+            result = evaluator.adapter(spec.label, adapter)
+    finally:
+        context.adapters.delete(adapter.name)
+    result.kind, result.spec = "finetune", f"{spec.method} on {len(context.train_pool)} examples"
+    if adapter.search_log:
+        best = next(row for row in adapter.search_log if row["best"])
+        result.extra["search"] = {"trials": len(adapter.search_log),
+                                  "best": {k: v for k, v in best.items() if k != "evaluations"}}
+    return result
 
 
 RUNNERS: dict[str, Callable[[ConditionContext, Evaluator, ConditionSpec], ConditionResult]] = {
-    "prompt": _run_prompt, "cot": _run_cot, "fewshot": _run_fewshot, "adapter": _run_adapter, "base": _run_base}
-NEEDS_SPEC = {"prompt", "cot", "fewshot", "adapter"}
+    "prompt": _run_prompt, "cot": _run_cot, "fewshot": _run_fewshot, "adapter": _run_adapter, "base": _run_base,
+    "finetune": _run_finetune}
+NEEDS_SPEC = {"prompt", "cot", "fewshot", "adapter", "finetune"}
+LEARNS_FROM_TRAIN = {"fewshot", "finetune"}  # a learning curve reruns these at every size; the others are flat
+
+
+def _pairs(text: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """Leading ``key=value`` options of a line, and the text after them."""
+    pairs = []
+    while match := _PAIR.match(text):
+        value = match.group(2)
+        pairs.append((match.group(1), value[1:-1] if value[0] in "'\"" else value))
+        text = text[match.end():]
+    return tuple(pairs), text
+
+
+def _learning_line(number: int, label: str, kind: str, raw: str) -> ConditionSpec:
+    """``fewshot NAME key=value ...`` or ``finetune METHOD key=value ... TEMPLATE``; options checked now, so a bad
+    one fails before any condition runs."""
+    word = _WORD.match(raw)
+    head, rest = word.group(1), raw[word.end():]
+    pairs, template = _pairs(rest)
+    where = f"Line {number} ({label})"
+    if kind == "fewshot":
+        if template.strip():
+            raise FtpeError(f"{where}: after 'fewshot {head}' come key=value options only, not {template.strip()!r}.")
+        options_from_pairs(FewShotOptions, pairs, where)
+        return ConditionSpec(label, kind, head, pairs)
+    options_from_pairs(FinetuneOptions, pairs, where, method=head.lower())
+    template = unescape_newlines(template)
+    if "{label}" not in template:
+        raise FtpeError(f"{where}: a finetune line ends with its training template, with {{label}} where the answer "
+                        r"goes: lora: finetune lora epochs=3 Review: {text}\nSentiment: {label}")
+    return ConditionSpec(label, kind, template, pairs, head.lower())
 
 
 def _parse_line(number: int, line: str) -> ConditionSpec:
@@ -89,13 +185,15 @@ def _parse_line(number: int, line: str) -> ConditionSpec:
     if not match:
         raise FtpeError(f"Line {number} of %%compare is not 'LABEL: KIND SPEC': {line.strip()!r}. "
                         r"Example: zero: prompt Review: {text}\nSentiment:")
-    label, kind, spec = match.group(1), match.group(2).lower(), unescape_newlines(match.group(3))
+    label, kind, raw = match.group(1), match.group(2).lower(), match.group(3)
     if kind not in RUNNERS:
         raise FtpeError(f"Line {number}: unknown kind {kind!r}.{did_you_mean(kind, RUNNERS)} "
                         f"Kinds: {', '.join(RUNNERS)}.")
-    if kind in NEEDS_SPEC and not spec:
+    if kind in NEEDS_SPEC and not raw:
         raise FtpeError(f"Line {number}: {kind} needs a spec after the kind (a template or a name).")
-    return ConditionSpec(label, kind, spec)
+    if kind in LEARNS_FROM_TRAIN:
+        return _learning_line(number, label, kind, raw)
+    return ConditionSpec(label, kind, unescape_newlines(raw))
 
 
 def parse_conditions(body: str) -> list[ConditionSpec]:
@@ -122,6 +220,9 @@ def check_references(context: ConditionContext, specs: list[ConditionSpec]) -> N
                             "Run %%fewshot --name NAME first" + (f" (known: {', '.join(known)})." if known else "."))
         if spec.kind == "adapter":
             context.adapters.require(name)
+        if spec.kind == "finetune" and (context.train_pool is None or context.train is None):
+            raise FtpeError(f"{spec.label}: a finetune condition trains on --train; add --train VAR (and --sizes "
+                            "16,64,256 for a learning curve).")
 
 
 def _with_namespace(identity: dict, evaluator: Evaluator, templates: list[str]) -> dict:
@@ -135,12 +236,26 @@ def fewshot_condition_identity(evaluator: Evaluator, config: FewShotConfig, k: i
                            [template.template, template.instructions])
 
 
+def _search_identity(evaluator: Evaluator, options: FewShotOptions) -> dict:
+    lists = {option: evaluator.namespace.get(value) if isinstance(value, str) else value
+             for option, value in (("instructions", options.instructions), ("verbalizers", options.verbalizers))}
+    return {"search": options.search, "search_k": options.search_k, "val_split": options.val_split,
+            **{option: repr(value) for option, value in lists.items() if value is not None}}
+
+
 def condition_identity(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> dict | None:
     """What a condition's numbers depend on beyond the eval set and settings: its template, few-shot
-    configuration or adapter weights, and the notebook variables its template fills (for the result cache)."""
+    configuration, training data and options, or adapter weights, and the notebook variables its template fills
+    (for the result cache)."""
     name = spec.spec.strip()
     if spec.kind == "fewshot":
-        return fewshot_condition_identity(evaluator, context.fewshot_configs[name])
+        config, options = fewshot_setup(context, spec)
+        identity = fewshot_condition_identity(evaluator, config)
+        return {**identity, **({"search": _search_identity(evaluator, options)} if options.search else {})}
+    if spec.kind == "finetune":
+        options = dataclasses.asdict(finetune_setup(context, spec))
+        return _with_namespace({"kind": "finetune", "options": options, "template": spec.spec,
+                                "train": data_fingerprint(context.train_pool)}, evaluator, [spec.spec])
     if spec.kind == "adapter" or (spec.kind == "base" and not spec.spec):
         adapter = context.adapters.require(name) if spec.kind == "adapter" else context.adapters.newest()
         if adapter is None:
@@ -148,6 +263,21 @@ def condition_identity(context: ConditionContext, evaluator: Evaluator, spec: Co
         return _with_namespace({"kind": spec.kind, "adapter": adapter_fingerprint(adapter)}, evaluator,
                                [adapter.template.template] if adapter.template else [])
     return _with_namespace({"kind": spec.kind, "spec": spec.spec}, evaluator, [spec.spec])
+
+
+def run_condition(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec,
+                  cache: ConditionCache | None) -> ConditionResult:
+    """One condition, read from the cache when it ran before; its peak memory and its whole time (a search and
+    a training included, which ``seconds`` leaves out) are measured as it runs."""
+    def compute() -> ConditionResult:
+        started = time.perf_counter()
+        with PeakMemory(evaluator.handle.device) as peak:
+            result = RUNNERS[spec.kind](context, evaluator, spec)
+        result.extra.update(peak_memory=peak.bytes, wall_seconds=time.perf_counter() - started)
+        return result
+
+    return cache.run(spec.label, condition_identity(context, evaluator, spec), compute) if cache is not None \
+        else compute()
 
 
 def run_conditions(context: ConditionContext, evaluator: Evaluator, specs: list[ConditionSpec],
@@ -160,12 +290,8 @@ def run_conditions(context: ConditionContext, evaluator: Evaluator, specs: list[
     check_references(context, specs)
     results: list[ConditionResult] = []
     for index, spec in enumerate(specs):
-        def compute(spec: ConditionSpec = spec) -> ConditionResult:
-            return RUNNERS[spec.kind](context, evaluator, spec)
-
         try:
-            results.append(cache.run(spec.label, condition_identity(context, evaluator, spec), compute)
-                           if cache is not None else compute())
+            results.append(run_condition(context, evaluator, spec, cache))
         except KeyboardInterrupt:  # stopped outside a forward pass (tokenising, selecting demonstrations)
             return results, [s.label for s in specs[index:]]
         if results[-1].interrupted:
@@ -182,6 +308,9 @@ class CompareResult:
     title: str = "compare"
     search_log: list[dict] | None = None  # %%fewshot --search: every candidate and its validation accuracy
     model_params: int = 0  # of the base model: FLOPs per query and of training are counted from it
+    # %%compare --train: a learning_curve.LearningCurve (every size; ``conditions`` are the largest size's). Not
+    # imported here: the curve is built from this module's runners, so the type would make an import cycle.
+    curve: Any = None
 
     def __post_init__(self) -> None:
         if not self.conditions:
@@ -208,6 +337,8 @@ class CompareResult:
             row["train_flops"] = 6.0 * self.model_params * tokens if tokens else None
         if result.order_accuracies:
             row["order_spread"] = float(np.std(result.order_accuracies))
+        if result.extra.get("peak_memory"):
+            row["peak_memory_mb"] = result.extra["peak_memory"] / 2**20
         return row
 
     def to_pandas(self):
@@ -239,7 +370,9 @@ class CompareResult:
     def verdict(self) -> Verdict:
         """Prompt or fine-tune: the best of each side, the gap and its significance, consistency, the break-even
         point and a recommendation, in sentences whose numbers are this table's (see :mod:`.verdict`)."""
-        return verdict(self.conditions)
+        if self.curve is None:
+            return verdict(self.conditions)
+        return verdict(self.conditions, self.curve.crossover().sentence, self.curve.draw_spreads())
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text(str(self))

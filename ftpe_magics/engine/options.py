@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FtpeError
+from .errors import FtpeError, did_you_mean
 
 NORMALISATIONS = ("none", "tokens", "chars")
 SELECTIONS = ("random", "balanced", "similar")
@@ -97,6 +98,39 @@ def split_list(text: str | Sequence | None, what: str, cast: type = str) -> list
     except (TypeError, ValueError):
         raise FtpeError(f"{what} takes a comma-separated list of {cast.__name__} values, e.g. 0,1,2,4,8; "
                         f"got {text!r}.") from None
+
+
+def _pair_value(item: dataclasses.Field, hint: Any, text: str, where: str) -> Any:
+    kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)] or [hint]
+    if bool in kinds:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise FtpeError(f"{where}: {item.name}={text} takes true or false.")
+        return text.lower() in ("true", "1", "yes")
+    for kind in (int, float, str):
+        if kind in kinds:
+            try:
+                return kind(text)
+            except ValueError:
+                continue
+    raise FtpeError(f"{where}: {item.name}={text} is not a {' or '.join(k.__name__ for k in kinds)} value.")
+
+
+def options_from_pairs(options_class: type, pairs: Sequence[tuple[str, str]], where: str, **given: Any) -> Any:
+    """An option object from ``key=value`` pairs written in a cell (``max-steps=20`` or ``max_steps=20``), on top of
+    ``given`` values; an unknown key is a one-line error naming the options there are."""
+    fields = {item.name: item for item in option_fields(options_class)}
+    hints = typing.get_type_hints(options_class)
+    values = dict(given)
+    for key, text in pairs:
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise FtpeError(f"{where}: {key!r} is not an option.{did_you_mean(name, fields)} Options: "
+                            f"{', '.join(flag_of(f)[2:] for f in fields.values())}.")
+        values[name] = _pair_value(fields[name], hints[name], text, where)
+    try:
+        return options_class(**values)
+    except FtpeError as error:
+        raise FtpeError(f"{where}: {error}") from None
 
 
 @dataclass
@@ -192,3 +226,27 @@ class CompareOptions:
             except re.error as error:
                 raise FtpeError(f"--answer-regex {self.answer_regex!r} is not a valid regular expression: "
                                 f"{error}.") from None
+
+
+@dataclass
+class CurveOptions:
+    """%%compare --train: the learning curve's sizes and draws."""
+
+    sizes: str | None = option(None, "With --train: training-set sizes for a learning curve, e.g. 16,64,256,1024 "
+                                     "(nested: the first n of one seeded shuffle; default: all of --train).")
+    repeats: int = option(1, "With --sizes: draws per size, each with the seeds moved by one; the table shows the "
+                             "spread and the crossover uses all of them.", low=1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        sizes = self.size_list
+        if sizes is not None and (not sizes or min(sizes) < 1):
+            raise FtpeError("--sizes takes training-set sizes of 1 or more, e.g. 16,64,256,1024.")
+        if sizes is None and self.repeats > 1:
+            raise FtpeError("--repeats draws another n examples per repeat; give --sizes below the size of --train.")
+
+    @property
+    def size_list(self) -> list[int] | None:
+        sizes = split_list(self.sizes, "--sizes", int)
+        return sorted(set(sizes)) if sizes else sizes
+

@@ -26,6 +26,7 @@ from .adapters import Adapter
 from .compare import CompareResult
 from .errors import FtpeError
 from .evaluation import Evaluator
+from .learning_curve import curve_data, curve_from_data
 from .prompting import PromptResult
 from .records import condition_from_data, prompt_data, prompt_from_data
 from .result_cache import ConditionCache, evaluator_identity
@@ -159,12 +160,15 @@ class RunRecorder:
         if cache.store is None:
             return None
         with self._safely(f"the {kind}"):
-            ids = cache.record(record)
+            cache.record(record)
+            run_of = cache.run_ids()
             best = result.best
             summary = f"best {best.condition} {best.accuracy:.3f} ({len(result.conditions)} condition(s), " \
                       f"n={best.n})"
-            payload = {"title": result.title, "eval_texts": result.eval_texts, "conditions": ids, "sweep": sweep,
-                       "search_log": result.search_log, "model_params": result.model_params}
+            payload = {"title": result.title, "eval_texts": result.eval_texts, "sweep": sweep,
+                       "conditions": [run_of[id(c)] for c in result.conditions],
+                       "search_log": result.search_log, "model_params": result.model_params,
+                       "curve": curve_data(result.curve, run_of) if result.curve is not None else None}
             stopped = any(c.interrupted for c in result.conditions)
             return cache.store.add_run(kind, record, payload, name=name, summary=summary,
                                        seconds=sum(c.seconds for c in result.conditions),
@@ -181,7 +185,7 @@ class RunRecorder:
             return
         with self._safely("the fine-tune"):
             payload = {"summary": adapter.summary(), "history": adapter.history,
-                       "folder": checkpoints.relative if checkpoints else None}
+                       "folder": checkpoints.relative if checkpoints else None, "search": adapter.search_log}
             store.add_run("finetune", record, payload, name=adapter.name, seconds=adapter.train_seconds,
                           status="stopped" if adapter.interrupted_at is not None else "finished",
                           summary=f"{adapter.method}, {adapter.steps} steps, best validation {adapter.best_metric}")
@@ -207,10 +211,19 @@ class RunRecorder:
             return "compare", CompareResult([condition], [""] * condition.n, title=condition.condition)
         if kind == "finetune":
             return kind, TrainingRecord(row["name"] or "", result["summary"], result["history"])
-        conditions = [condition_from_data(store.run(i)["result"]) for i in result["conditions"]]
+        read: dict[int, Any] = {}
+
+        def condition(run: int):  # a flat condition of a curve is one run at every size: read it once
+            if run not in read:
+                read[run] = condition_from_data(store.run(run)["result"])
+            return read[run]
+
+        conditions = [condition(i) for i in result["conditions"]]
         view = "sweep" if kind == "fewshot" and result.get("sweep") else kind
+        curve = curve_from_data(result["curve"], condition) if result.get("curve") else None
         return view, CompareResult(conditions, result["eval_texts"], title=result["title"],
-                                   search_log=result.get("search_log"), model_params=result.get("model_params", 0))
+                                   search_log=result.get("search_log"), model_params=result.get("model_params", 0),
+                                   curve=curve)
 
     # -- adapters on disk ------------------------------------------------------------------------------
     def stored_adapters(self, fingerprint: str) -> list[dict]:

@@ -10,6 +10,7 @@ deterministic, so a hit equals a fresh run; an interrupted condition is never a 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,7 @@ class _Entry:
     result: ConditionResult
     key: str | None
     run_id: int | None  # set when the result came from the store, or once it is recorded
+    hit: bool = False  # read from the store, not computed
 
 
 class ConditionCache:
@@ -63,6 +65,9 @@ class ConditionCache:
     def __init__(self, store: RunStore | None, base: dict, log: Callable[[str], None], use: bool = True) -> None:
         self.store, self.base, self.log, self.use = store, base, log, use
         self.entries: list[_Entry] = []
+        self.quiet = False  # hits are not said one by one (a learning curve says how many at the end)
+        # set by a learning curve: each condition is recorded as it finishes, so a dead kernel loses none of them
+        self.record_now: dict | None = None
 
     def key(self, identity: dict | None) -> str | None:
         if self.store is None or identity is None:
@@ -76,25 +81,38 @@ class ConditionCache:
             result = condition_from_data(row["result"])
             result.condition = label
             when = datetime.fromisoformat(row["created"]).strftime("%Y-%m-%d %H:%M")
-            self.log(f"{label}: cached from run {row['id']}, {when} (--no-cache runs it again).")
-            self.entries.append(_Entry(result, key, row["id"]))
+            if not self.quiet:
+                self.log(f"{label}: cached from run {row['id']}, {when} (--no-cache runs it again).")
+            self.entries.append(_Entry(result, key, row["id"], hit=True))
             return result
         result = compute()
         self.entries.append(_Entry(result, None if result.interrupted else key, None))
+        if self.record_now is not None and self.store is not None:
+            try:
+                self._add(self.entries[-1], self.record_now)
+            except (sqlite3.Error, OSError):
+                pass  # recorded with the rest at the end (where a failure to write is said), or not at all
         return result
 
     @property
     def from_store(self) -> int:
-        return sum(entry.run_id is not None for entry in self.entries)
+        return sum(entry.hit for entry in self.entries)
+
+    def run_ids(self) -> dict[int, int]:
+        """Each result object's run in the store (after :meth:`record`), by ``id()``: one result object that
+        stands at several places of a comparison (a flat condition of a learning curve) is one run."""
+        return {id(entry.result): entry.run_id for entry in self.entries}
 
     def record(self, record: dict) -> list[int]:
         """Record every condition that ran (each its own run, under its key); returns the ids of all, in order."""
         for entry in self.entries:
             if entry.run_id is None:
-                result = entry.result
-                entry.run_id = self.store.add_run(
-                    "condition", {**record, "condition": result.condition, "kind": result.kind, "spec": result.spec},
-                    condition_data(result), name=result.condition,
-                    status="interrupted" if result.interrupted else "finished", seconds=result.seconds,
-                    summary=summary_line(result), cache_key=entry.key)
+                self._add(entry, record)
         return [entry.run_id for entry in self.entries]
+
+    def _add(self, entry: _Entry, record: dict) -> None:
+        result = entry.result
+        entry.run_id = self.store.add_run(
+            "condition", {**record, "condition": result.condition, "kind": result.kind, "spec": result.spec},
+            condition_data(result), name=result.condition, status="interrupted" if result.interrupted else "finished",
+            seconds=result.seconds, summary=summary_line(result), cache_key=entry.key)

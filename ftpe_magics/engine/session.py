@@ -34,10 +34,11 @@ from .finetune.features import split_validation
 from .finetune.observers import TrainingObserver
 from .finetune.options import FinetuneOptions, LaunchOptions
 from .generation import GenerationSettings, generate_texts
+from .learning_curve import LearningCurve, run_curve, usable_pool
 from .metrics import resolve_metric
 from .model import LoadedModel, check_reachable, folder_for, resolve_device, resolve_dtype, resolve_source
 from .model import display_path as _display_path
-from .options import CompareOptions, DataOptions, EvalOptions, FewShotOptions, with_config_defaults
+from .options import CompareOptions, CurveOptions, DataOptions, EvalOptions, FewShotOptions, with_config_defaults
 from .placement import Placement
 from .prompting import PromptResult
 from .recording import RunRecorder
@@ -441,26 +442,75 @@ class Session:
         val_evaluator = self.evaluator(val, dataclasses.replace(evaluation, limit=None), namespace)
         return run_search(val_evaluator.fewshot, base, candidates, instructions, verbalizers)
 
-    def compare(self, body: str, eval: Any, *, compare: CompareOptions | None = None, data: DataOptions | None = None,
-                evaluation: EvalOptions | None = None, namespace: Mapping[str, Any] | None = None,
+    def compare(self, body: str, eval: Any, *, train: Any = None, compare: CompareOptions | None = None,
+                data: DataOptions | None = None, evaluation: EvalOptions | None = None,
+                curve: CurveOptions | None = None, namespace: Mapping[str, Any] | None = None,
                 **options: Any) -> CompareResult:
-        """Run every condition of ``body`` (one per line) on the same eval set, in one table."""
-        compare, data, evaluation = _split_options(options, compare or CompareOptions(), data or DataOptions(),
-                                                   evaluation or EvalOptions())
+        """Run every condition of ``body`` (one per line) on the same eval set, in one table; with ``train``, the
+        conditions that learn from data run on it (at each of ``sizes``: a learning curve, see
+        :mod:`.learning_curve`)."""
+        compare, data, evaluation, curve = _split_options(options, compare or CompareOptions(), data or DataOptions(),
+                                                          evaluation or EvalOptions(), curve or CurveOptions())
+        if train is None and curve.sizes:
+            raise FtpeError("--sizes draws training sets from --train; add --train VAR.")
         specs = parse_conditions(body)
         eval_data = self.examples(eval, "--eval", data, evaluation.limit, require_labels=evaluation.metric is None)
         evaluator = self.evaluator(eval_data, evaluation, namespace, compare)
         cache = self.recorder.condition_cache(evaluator, self.environment(), use=not evaluation.no_cache)
-        results, not_run = run_conditions(ConditionContext(self.adapters, self.runs.fewshot_configs), evaluator, specs,
-                                          cache)
+        context = ConditionContext(self.adapters, self.runs.fewshot_configs)
+        train_data = self.examples(train, "--train", data) if train is not None else None
+        settings = _settings(compare, data, evaluation, curve)
+        record = {**self.environment(), "conditions": body, "settings": settings,
+                  "data": {"eval": data_fingerprint(eval_data), "train": data_fingerprint(train_data)}}
+        learning_curve = None
+        if train_data is None:
+            results, not_run = run_conditions(context, evaluator, specs, cache)
+        else:
+            share_label_set(eval_data, train_data, data.labels)
+            cache.record_now = record  # a curve runs for long: each result is kept as soon as it exists
+            learning_curve, not_run = self._curve(context, evaluator, specs, train_data, curve, evaluation, namespace,
+                                                  cache)
+            results = next((p.conditions for p in reversed(learning_curve.points) if p.repeat == 0), [])
         self._report(evaluator, results, not_run)
-        result = CompareResult(results, eval_data.texts, model_params=self.parameter_count())
-        settings = _settings(compare, data, evaluation)
-        record = {**self.environment(), "conditions": body, "data": {"eval": data_fingerprint(eval_data)},
-                  "settings": settings}
+        result = CompareResult(results, eval_data.texts, model_params=self.parameter_count(), curve=learning_curve)
         self.recorder.record_comparison("compare", result, cache, record)
         self.recorder.track("the comparison", lambda tracker: tracker.compare(result, settings, record["model"]))
         return result
+
+    def _curve(self, context: ConditionContext, evaluator: Evaluator, specs: list, train: Examples,
+               curve: CurveOptions, evaluation: EvalOptions, namespace: Mapping[str, Any] | None,
+               cache: Any) -> tuple[LearningCurve, list[str]]:
+        """The conditions at every size of ``train`` (all of it without ``--sizes``); few-shot searches and
+        fine-tunes run on each draw with this session's own search and training."""
+        pool, removed = usable_pool(train, evaluator.eval_data)
+        if not len(pool):
+            raise FtpeError("Every example of --train is also in --eval: nothing is left to learn from. Give a "
+                            "training set apart from the held-out one.")
+        if removed:
+            self.log(f"Removed {removed} training example(s) whose text is also in the eval set: they are never "
+                     "trained on or drawn as demonstrations.")
+        sizes = curve.size_list or [len(pool)]
+
+        def search(config: FewShotConfig, options: FewShotOptions) -> tuple[FewShotConfig, list]:
+            return self._search_fewshot(config, evaluator.eval_data, options, evaluation, namespace)
+
+        def train_one(name: str, template: ExampleTemplate, data: Examples, options: FinetuneOptions) -> Adapter:
+            val = None
+            if options.val_split or options.search:
+                data, val = split_validation(data, options.val_split or 0.2, options.seed)
+            if options.search:
+                return self._search_finetune(name, template, data, val, options, [], LaunchOptions())
+            return self._train(name, template, data, val, options, [], LaunchOptions())
+
+        context = dataclasses.replace(context, search_fewshot=search, train=train_one)
+        cache.quiet = True
+        learning_curve, not_run = run_curve(context, evaluator, specs, pool, sizes, curve.repeats, evaluation.seed,
+                                            cache, self.log if len(sizes) * curve.repeats > 1 else lambda m: None)
+        learning_curve.removed = removed
+        if cache.from_store:
+            self.log(f"Read {cache.from_store} of the curve's {len(cache.entries)} results from the run store (same "
+                     "weights, data and settings as before; --no-cache runs them again).")
+        return learning_curve, not_run
 
     def _report(self, evaluator: Evaluator, results: list, not_run: list[str]) -> None:
         """Say what the scores need said (interruptions, label notices); remember finished prompting scores."""
@@ -494,13 +544,19 @@ class Session:
         if eval is not None:
             val_data = self.examples(eval, "--eval", data)
             share_label_set(train_data, val_data, data.labels)
-        elif finetune.val_split:
-            train_data, val_data = split_validation(train_data, finetune.val_split, finetune.seed)
+        elif finetune.val_split or finetune.search:  # a search is judged on validation: 0.2 unless told
+            train_data, val_data = split_validation(train_data, finetune.val_split or 0.2, finetune.seed)
         loaded = self.loaded_model
         checkpoints = self.recorder.checkpoints(name, finetune.method, loaded.source.model_id, loaded.fingerprint)
         try:
-            adapter = self._train(name, template, train_data, val_data, finetune,
-                                  [*observers, *([checkpoints] if checkpoints else [])], launch)
+            if finetune.search:
+                adapter = self._search_finetune(name, template, train_data, val_data, finetune, list(observers),
+                                                launch)
+                if checkpoints is not None:
+                    checkpoints.end(adapter)  # the chosen trial's adapter, on disk like any other
+            else:
+                adapter = self._train(name, template, train_data, val_data, finetune,
+                                      [*observers, *([checkpoints] if checkpoints else [])], launch)
         except BaseException:
             if checkpoints is not None:
                 checkpoints.failed()
@@ -509,6 +565,20 @@ class Session:
         self.adapters.add(adapter)
         self._record_finetune(adapter, body, train_data, val_data, (finetune, launch), checkpoints)
         return adapter
+
+    def _search_finetune(self, name: str, template: ExampleTemplate, train: Examples, val: Examples,
+                         options: FinetuneOptions, observers: list[TrainingObserver], launch: LaunchOptions) -> Adapter:
+        """``--search N``: trials trained in the kernel, each judged on ``val``; the best adapter, its trials in
+        ``search_log``."""
+        from .finetune.search import search
+
+        if launch.nproc:
+            raise FtpeError("--search trains its trials in the kernel; leave out --nproc (or search first, then "
+                            "train the chosen settings with --nproc).")
+        outcome = search(lambda trial_options, watchers: self._train(name, template, train, val, trial_options,
+                                                                     [*observers, *watchers], launch),
+                         options, options.search, options.budget_minutes, self.log)
+        return outcome.best
 
     def _record_finetune(self, adapter: Adapter, body: str, train: Examples, val: Examples | None,
                          options: tuple[FinetuneOptions, LaunchOptions], checkpoints: Any) -> None:

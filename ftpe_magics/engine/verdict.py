@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .evaluation import ConditionResult
 
 PROMPT_KINDS = ("prompt", "cot", "fewshot", "base")
-FINETUNE_KINDS = ("adapter",)
+FINETUNE_KINDS = ("adapter", "finetune")
 ALPHA = 0.05
 
 
@@ -50,17 +50,21 @@ def _best(conditions: list[ConditionResult], kinds: tuple[str, ...]) -> Conditio
 
 def _described(side: str, result: ConditionResult) -> str:
     low, high = result.interval
-    return (f"Best {side}: {result.condition} ({result.spec}), accuracy {result.accuracy:.3f} "
+    spec = result.spec.replace("\n", "\\n")  # a template's newline, written as the cell writes it
+    return (f"Best {side}: {result.condition} ({spec}), accuracy {result.accuracy:.3f} "
             f"(95% CI {low:.3f}-{high:.3f}, n={result.n}).")
 
 
-def _consistency(prompt: ConditionResult, finetune: ConditionResult) -> str:
+def _consistency(prompt: ConditionResult, finetune: ConditionResult, draws: dict[str, tuple[int, float]]) -> str:
     def one(result: ConditionResult) -> str:
         parts = []
         if result.consistency is not None:
             parts.append(f"agreement across samples {result.consistency:.3f}")
         if result.order_accuracies:
             parts.append(f"accuracy spread across demonstration orders {np.std(result.order_accuracies):.3f}")
+        if result.condition in draws:
+            count, spread = draws[result.condition]
+            parts.append(f"accuracy spread across {count} draws of the training data {spread:.3f}")
         return ", ".join(parts) or "not measured (--samples N, or --orders N for a few-shot prompt)"
 
     return f"Consistency: {prompt.condition}: {one(prompt)}; {finetune.condition}: {one(finetune)}."
@@ -95,11 +99,13 @@ def _recommendation(prompt: ConditionResult, finetune: ConditionResult, gap: flo
             f"significantly more accurate than {loser.condition} by {abs(gap) * 100:.1f} points (p = {p:.3g}).")
 
 
-def verdict(conditions: list[ConditionResult], crossover: str | None = None) -> Verdict:
-    """The sentences for a comparison's conditions; ``crossover`` is the learning curve's sentence when one ran."""
+def verdict(conditions: list[ConditionResult], crossover: str | None = None,
+            draws: dict[str, tuple[int, float]] | None = None) -> Verdict:
+    """The sentences for a comparison's conditions; ``crossover`` is the learning curve's sentence when one ran,
+    ``draws`` its repeats at the largest size: condition -> (draws, standard deviation of their accuracies)."""
     prompt, finetune = _best(conditions, PROMPT_KINDS), _best(conditions, FINETUNE_KINDS)
     if prompt is None or finetune is None:
-        missing = "prompting condition" if prompt is None else "fine-tuned adapter (adapter NAME)"
+        missing = "prompting condition" if prompt is None else "fine-tune (adapter NAME, or finetune METHOD ...)"
         return Verdict([f"No verdict: the comparison has no {missing} that ran to the end; a verdict needs both "
                         "sides."])
     gap = finetune.accuracy - prompt.accuracy
@@ -110,7 +116,7 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None) -> 
                  f"Gap: the fine-tune's accuracy minus the prompt's is {gap:+.3f} (95% CI {low:+.3f} to {high:+.3f}, "
                  f"paired bootstrap); exact McNemar test on the same {finetune.n} examples: p = {p:.3g}"
                  f" ({'significant' if p < ALPHA else 'not significant'} at {ALPHA}).",
-                 _consistency(prompt, finetune),
+                 _consistency(prompt, finetune, draws or {}),
                  crossover or "Crossover: not measured (%%compare --train VAR --sizes ... runs the learning curve).",
                  even, _recommendation(prompt, finetune, gap, p)]
     numbers = {"prompt": prompt.condition, "finetune": finetune.condition, "gap": gap, "gap_low": low,

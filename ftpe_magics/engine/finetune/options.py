@@ -47,9 +47,21 @@ class FinetuneOptions:
     l2: float = option(1e-3, "probe: L2 penalty on the weights.", low=0)
     freeze_body: bool = option(False, "head: train the head alone (no LoRA on the body).")
     head: bool = option(False, "unfreeze: train a classification head instead of the language-model answer.")
+    search: int | None = option(None, "Train N trials over the method's settings (Optuna: TPE sampler, median pruning "
+                                      "on validation accuracy) and keep the best adapter under --name.", low=1)
+    space: str | None = option(None, "With --search: what to vary, e.g. \"lr=1e-5:1e-2 rank=4,8,16\" (LOW:HIGH a "
+                                     "range, log-scaled for lr and l2; a,b,c choices; default per method).")
+    budget_minutes: float | None = option(None, "With --search: stop the search after M minutes (the running trial "
+                                                "at its next step).", low=0, low_open=True)
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if not self.search and (self.space is not None or self.budget_minutes is not None):
+            raise FtpeError("--space and --budget-minutes shape a search; add --search N.")
+        if self.search:
+            from .space import search_space
+
+            search_space(self)  # a bad --space fails here, before anything trains
 
     @property
     def learning_rate(self) -> float:

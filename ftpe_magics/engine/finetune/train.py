@@ -79,7 +79,9 @@ class TrainingJob:
 
     @property
     def eval_steps(self) -> int:
-        return self.options.eval_steps or max(1, min(self.steps_per_epoch, self.total_steps // 4 or 1))
+        if self.options.eval_steps:  # a run shorter than the interval still validates once, at its end
+            return min(self.options.eval_steps, self.total_steps)
+        return max(1, min(self.steps_per_epoch, self.total_steps // 4 or 1))
 
 
 def check_job(name: str, template: ExampleTemplate, train: Examples) -> None:

@@ -1,0 +1,162 @@
+"""%%compare --train --sizes: nested draws, flat and learning conditions, the crossover, reuse of the store."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from fewshot_data import EVAL, POOL
+
+from ftpe_magics import FtpeError
+from ftpe_magics.engine.evaluation import ConditionResult
+from ftpe_magics.engine.learning_curve import CurvePoint, LearningCurve, nested_draws, usable_pool
+from ftpe_magics.engine.records import data_fingerprint
+from ftpe_magics.engine.stats import mcnemar_p
+
+TEMPLATE = "Review: {text}\nSentiment: {label}"
+BODY = ("zero: prompt Review: {text}\\nSentiment:\n"
+        "fs: fewshot curve-fs k=2\n"
+        "lora: finetune lora max-steps=4 batch-size=4 lr=2e-2 warmup=0 Review: {text}\\nSentiment: {label}\n")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return POOL, EVAL
+
+
+@pytest.fixture(scope="module")
+def curve_session(tiny_session, data):
+    train, eval_rows = data
+    tiny_session.fewshot(TEMPLATE, train, eval_rows, name="curve-fs", k=2, no_cache=True)
+    return tiny_session
+
+
+def _condition(label: str, kind: str, correct: list[bool]) -> ConditionResult:
+    predictions = ["a" if right else "b" for right in correct]
+    return ConditionResult(label, kind, "", ["a"] * len(correct), predictions, predictions,
+                           [float(right) for right in correct], ["a", "b"], 1.0, [10] * len(correct), "")
+
+
+def test_draws_are_nested_seeded_and_differ_between_repeats(data):
+    train, eval_rows = data
+    from ftpe_magics.engine.data import load_examples
+
+    pool = load_examples(train, "text", "label", None, None, what="--train")
+    first, again, other = (nested_draws(pool, [4, 8, 16], seed) for seed in (0, 0, 1))
+    assert set(first[4].texts) <= set(first[8].texts) <= set(first[16].texts)
+    assert [d.texts for d in first.values()] == [d.texts for d in again.values()]
+    assert first[8].texts != other[8].texts
+    with pytest.raises(FtpeError, match="more than the"):
+        nested_draws(pool, [4, len(pool) + 1], 0)
+
+
+def test_the_leakage_guard_removes_planted_eval_examples_before_drawing(data):
+    from ftpe_magics.engine.data import load_examples
+
+    train, eval_rows = data
+    planted = load_examples(train + eval_rows[:2], "text", "label", None, None, what="--train")
+    evaluation = load_examples(eval_rows, "text", "label", None, None, what="--eval")
+    pool, removed = usable_pool(planted, evaluation)
+    assert removed == 2 and not set(pool.texts) & set(evaluation.texts)
+
+
+def test_curve_runs_learning_conditions_per_size_and_keeps_the_others_flat(curve_session, data):
+    train, eval_rows = data
+    before = curve_session.base_model.lm_head.weight.detach().clone()
+    adapters = list(curve_session.adapters)
+    result = curve_session.compare(BODY, eval_rows, train=train, sizes="4,8", repeats=2, no_cache=True)
+    curve = result.curve
+    assert [(p.size, p.repeat) for p in curve.points] == [(4, 0), (4, 1), (8, 0), (8, 1)]
+    zero = [c for p in curve.points for c in p.conditions if c.condition == "zero"]
+    assert all(c is zero[0] for c in zero)  # run once
+    lora = [c for p in curve.points for c in p.conditions if c.condition == "lora"]
+    assert len({id(c) for c in lora}) == 4 and all(c.kind == "finetune" and c.train_seconds > 0 for c in lora)
+    assert lora[0].spec == "lora on 4 examples" and lora[2].spec == "lora on 8 examples"
+    # few-shot demonstrations come from that size's draw (the first n of the seeded shuffle)
+    pool, _ = usable_pool(curve_session.examples(train, "--train"), curve_session.examples(eval_rows, "--eval"))
+    for point in curve.points:
+        draw = nested_draws(pool, [4, 8], point.repeat)[point.size]
+        shown = next(c for c in point.conditions if c.condition == "fs").example_prompt
+        demos = [line[len("Review: "):] for line in shown.splitlines() if line.startswith("Review: ")][:-1]
+        assert demos and set(demos) <= set(draw.texts)
+    assert list(curve_session.adapters) == adapters and curve_session.active_adapter is None
+    torch.testing.assert_close(curve_session.base_model.lm_head.weight, before)
+    table = curve.to_pandas()
+    assert set(table["n"]) == {4, 8} and (table["repeats"] == 2).all()
+    assert result.conditions == curve.points[2].conditions  # the table: the largest size, first draw
+    assert "Crossover:" in str(result.verdict())
+
+
+def test_crossover_is_stated_only_when_the_pooled_test_holds():
+    n = 40
+    prompt = _condition("prompt", "prompt", [i < 20 for i in range(n)])
+
+    def point(size, repeat, right):
+        return CurvePoint(size, repeat, [prompt, _condition("ft", "finetune", [i < right for i in range(n)])])
+
+    significant_alone = mcnemar_p([i < 36 for i in range(n)], prompt.correct)
+    assert significant_alone < 0.05
+    curve = LearningCurve([16, 64], 2, [point(16, 0, 22), point(16, 1, 21), point(64, 0, 36), point(64, 1, 14)])
+    pooled = mcnemar_p([i < 36 for i in range(n)] + [i < 14 for i in range(n)], prompt.correct * 2)
+    assert pooled >= 0.05
+    crossover = curve.crossover()
+    assert crossover.size is None and "not reached up to n=64" in crossover.sentence
+    assert f"p = {pooled:.3g}" in crossover.sentence
+    crossing = LearningCurve([16, 64], 2, [point(16, 0, 22), point(16, 1, 21), point(64, 0, 36), point(64, 1, 35)])
+    found = crossing.crossover()
+    assert found.size == 64 and "at n=64" in found.sentence and found.p < 0.05
+    spread = crossing.to_pandas().set_index(["condition", "n"]).loc[("ft", 64), "spread"]
+    assert spread == pytest.approx(0.0125)
+    assert crossing.draw_spreads()["ft"] == (2, pytest.approx(0.0125))
+
+
+def test_a_second_curve_reads_its_results_from_the_store(curve_session, data, tmp_path):
+    train, eval_rows = data
+    said: list[str] = []
+    original_store, original_log = curve_session.config.store, curve_session.log
+    curve_session.config.store, curve_session.log = str(tmp_path / "runs.sqlite"), said.append
+    try:
+        first = curve_session.compare(BODY, eval_rows, train=train, sizes="4")
+        grown = curve_session.compare(BODY, eval_rows, train=train, sizes="4,8")
+        assert any("Read 3 of the curve's 5 results" in line for line in said), said
+        assert grown.curve.points[0].conditions[2].accuracy == first.curve.points[0].conditions[2].accuracy
+        run_id = int(curve_session.history_table(kind="compare").iloc[0]["id"])
+        view, back = curve_session.stored_run(run_id)
+        assert back.curve.to_pandas().equals(grown.curve.to_pandas())
+        assert data_fingerprint(curve_session.examples(train, "--train")) is not None
+    finally:
+        curve_session.config.store, curve_session.log = original_store, original_log
+
+
+def test_compare_magic_shows_the_learning_curve_tab(shell, capsys, data):
+    train, eval_rows = data
+    shell.user_ns.update(tr=train, ev=eval_rows)
+    shell.run_cell(f"%%fewshot --train tr --eval ev --name curve-fs --k 2\n{TEMPLATE}")
+    result = shell.run_cell("%%compare --train tr --eval ev --sizes 4,8 --out res\n" + BODY)
+    assert result.error_in_exec is None, result.error_in_exec
+    from ftpe_magics.display.html import compare_sections
+
+    sections = compare_sections(shell.user_ns["res"])
+    assert list(sections)[0] == "Learning curve" and "Crossover:" in sections["Learning curve"]
+    assert "<img" in sections["Learning curve"]
+
+
+def test_a_stopped_curve_keeps_its_finished_sizes_in_the_store(curve_session, data, tmp_path, monkeypatch):
+    train, eval_rows = data
+    original_store, original_log = curve_session.config.store, curve_session.log
+    curve_session.config.store, curve_session.log = str(tmp_path / "runs.sqlite"), lambda message: None
+    real_train, calls = type(curve_session)._train, []
+
+    def stopped_at_the_second(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the stop button, between two training steps of size 8
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(curve_session), "_train", stopped_at_the_second)
+    try:
+        result = curve_session.compare(BODY, eval_rows, train=train, sizes="4,8")
+        assert result.curve.measured_sizes() == [4] and len(result.curve.points) == 1
+        stored = curve_session.recorder.store().runs(("condition",))
+        assert len(stored) == 4  # zero, fs at 4, lora at 4, fs at 8: each kept as it finished
+    finally:
+        curve_session.config.store, curve_session.log = original_store, original_log
