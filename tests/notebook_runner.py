@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -10,8 +11,11 @@ from nbclient import NotebookClient
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def execute(name: str, timeout: int = 1500) -> nbformat.NotebookNode:
+def execute(name: str, timeout: int = 1500, skip: Callable[[str], bool] | None = None) -> nbformat.NotebookNode:
+    """Run the notebook; ``skip(source)`` leaves out the code cells it is true for (a shorter run)."""
     notebook = nbformat.read(EXAMPLES / name, as_version=4)
+    if skip:
+        notebook.cells = [c for c in notebook.cells if c.cell_type != "code" or not skip(c.source)]
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(EXAMPLES)}}).execute()
     return notebook

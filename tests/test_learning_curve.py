@@ -160,3 +160,11 @@ def test_a_stopped_curve_keeps_its_finished_sizes_in_the_store(curve_session, da
         assert len(stored) == 4  # zero, fs at 4, lora at 4, fs at 8: each kept as it finished
     finally:
         curve_session.config.store, curve_session.log = original_store, original_log
+
+
+def test_a_fewshot_line_can_search_its_own_pool_without_a_curve(curve_session, data):
+    _, eval_rows = data
+    result = curve_session.compare("fs: fewshot curve-fs search=3 search-k=1,2", eval_rows, no_cache=True)
+    searched = result.conditions[0].extra["search"]
+    assert searched["candidates"] == 3 and searched["best"]["k"] in (1, 2)
+    assert result.curve is None

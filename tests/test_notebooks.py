@@ -83,10 +83,13 @@ def test_committed_notebooks_hold_no_machine_paths_or_tokens():
 def test_learning_curve_notebook_runs_on_a_small_slice(sst2_dir, monkeypatch):
     monkeypatch.setenv("FTPE_NOTEBOOK_SMOKE", "1")  # sizes 20 and 40, a few held-out examples
     monkeypatch.setenv("FTPE_STORE", "")  # compute, do not read a developer's run store
-    notebook = execute("04_when_does_finetuning_win.ipynb")
+    # the SST-2 half: the CLINC150 half runs the same cells on 150 labels (scored in test_scoring_v2) and would
+    # double the slowest test of the suite
+    notebook = execute("04_when_does_finetuning_win.ipynb",
+                       skip=lambda source: source.lstrip().startswith(("%%fewshot --train clinc", "%%compare --train "
+                                                                       "clinc", "print(clinc", "import pandas")))
     assert errors(notebook) == []
-    for task in ("%%compare --train sst2_pool", "%%compare --train clinc_pool"):
-        shown = _output_of(notebook, task)
-        assert "Learning curve" in shown and 'alt="learning curve"' in shown and "Crossover:" in shown
+    shown = _output_of(notebook, "%%compare --train sst2_pool")
+    assert "Learning curve" in shown and 'alt="learning curve"' in shown and "Crossover:" in shown
+    assert "lora-search" in shown and "fewshot-search-cal" in shown
     assert "Break-even:" in _output_of(notebook, "print(sst2.verdict())")
-    assert "CLINC150" in _output_of(notebook, "import pandas as pd")

@@ -114,9 +114,13 @@ def _run_fewshot(context: ConditionContext, evaluator: Evaluator, spec: Conditio
     with context.adapters.using("base"):
         result = evaluator.fewshot(spec.label, config)
     if search_log:
-        best = next(row for row in search_log if row["best"])
-        result.extra["search"] = {"candidates": len(search_log), "best": best}
+        result.extra["search"] = {"candidates": len(search_log), "best": _kept(search_log)}
     return result
+
+
+def _kept(log: list[dict]) -> dict:
+    """The chosen row of a search log, without its per-evaluation trace (a search summary for the result)."""
+    return {key: value for key, value in next(row for row in log if row["best"]).items() if key != "evaluations"}
 
 
 def finetune_setup(context: ConditionContext, spec: ConditionSpec) -> FinetuneOptions:
@@ -137,9 +141,7 @@ def _run_finetune(context: ConditionContext, evaluator: Evaluator, spec: Conditi
         context.adapters.delete(adapter.name)
     result.kind, result.spec = "finetune", f"{spec.method} on {len(context.train_pool)} examples"
     if adapter.search_log:
-        best = next(row for row in adapter.search_log if row["best"])
-        result.extra["search"] = {"trials": len(adapter.search_log),
-                                  "best": {k: v for k, v in best.items() if k != "evaluations"}}
+        result.extra["search"] = {"trials": len(adapter.search_log), "best": _kept(adapter.search_log)}
     return result
 
 
@@ -220,7 +222,7 @@ def check_references(context: ConditionContext, specs: list[ConditionSpec]) -> N
                             "Run %%fewshot --name NAME first" + (f" (known: {', '.join(known)})." if known else "."))
         if spec.kind == "adapter":
             context.adapters.require(name)
-        if spec.kind == "finetune" and (context.train_pool is None or context.train is None):
+        if spec.kind == "finetune" and context.train_pool is None:
             raise FtpeError(f"{spec.label}: a finetune condition trains on --train; add --train VAR (and --sizes "
                             "16,64,256 for a learning curve).")
 

@@ -457,7 +457,7 @@ class Session:
         eval_data = self.examples(eval, "--eval", data, evaluation.limit, require_labels=evaluation.metric is None)
         evaluator = self.evaluator(eval_data, evaluation, namespace, compare)
         cache = self.recorder.condition_cache(evaluator, self.environment(), use=not evaluation.no_cache)
-        context = ConditionContext(self.adapters, self.runs.fewshot_configs)
+        context = self._context(evaluator, evaluation, namespace)
         train_data = self.examples(train, "--train", data) if train is not None else None
         settings = _settings(compare, data, evaluation, curve)
         record = {**self.environment(), "conditions": body, "settings": settings,
@@ -477,6 +477,18 @@ class Session:
         self.recorder.track("the comparison", lambda tracker: tracker.compare(result, settings, record["model"]))
         return result
 
+    def _context(self, evaluator: Evaluator, evaluation: EvalOptions,
+                 namespace: Mapping[str, Any] | None) -> ConditionContext:
+        """What %%compare's conditions may use: adapters, named few-shot configurations, and this session's own
+        few-shot search (on a condition's pool; never the eval set) and training (on ``train_pool``)."""
+        def search(config: FewShotConfig, options: FewShotOptions) -> tuple[FewShotConfig, list]:
+            return self._search_fewshot(config, evaluator.eval_data, options, evaluation, namespace)
+
+        def train_one(name: str, template: ExampleTemplate, data: Examples, options: FinetuneOptions) -> Adapter:
+            return self._fit(name, template, *_held_out(data, options), options, [], LaunchOptions())
+
+        return ConditionContext(self.adapters, self.runs.fewshot_configs, search_fewshot=search, train=train_one)
+
     def _curve(self, context: ConditionContext, evaluator: Evaluator, specs: list, train: Examples,
                curve: CurveOptions, evaluation: EvalOptions, namespace: Mapping[str, Any] | None,
                cache: Any) -> tuple[LearningCurve, list[str]]:
@@ -490,19 +502,6 @@ class Session:
             self.log(f"Removed {removed} training example(s) whose text is also in the eval set: they are never "
                      "trained on or drawn as demonstrations.")
         sizes = curve.size_list or [len(pool)]
-
-        def search(config: FewShotConfig, options: FewShotOptions) -> tuple[FewShotConfig, list]:
-            return self._search_fewshot(config, evaluator.eval_data, options, evaluation, namespace)
-
-        def train_one(name: str, template: ExampleTemplate, data: Examples, options: FinetuneOptions) -> Adapter:
-            val = None
-            if options.val_split or options.search:
-                data, val = split_validation(data, options.val_split or 0.2, options.seed)
-            if options.search:
-                return self._search_finetune(name, template, data, val, options, [], LaunchOptions())
-            return self._train(name, template, data, val, options, [], LaunchOptions())
-
-        context = dataclasses.replace(context, search_fewshot=search, train=train_one)
         cache.quiet = True
         learning_curve, not_run = run_curve(context, evaluator, specs, pool, sizes, curve.repeats, evaluation.seed,
                                             cache, self.log if len(sizes) * curve.repeats > 1 else lambda m: None)
@@ -544,19 +543,12 @@ class Session:
         if eval is not None:
             val_data = self.examples(eval, "--eval", data)
             share_label_set(train_data, val_data, data.labels)
-        elif finetune.val_split or finetune.search:  # a search is judged on validation: 0.2 unless told
-            train_data, val_data = split_validation(train_data, finetune.val_split or 0.2, finetune.seed)
+        else:
+            train_data, val_data = _held_out(train_data, finetune)
         loaded = self.loaded_model
         checkpoints = self.recorder.checkpoints(name, finetune.method, loaded.source.model_id, loaded.fingerprint)
         try:
-            if finetune.search:
-                adapter = self._search_finetune(name, template, train_data, val_data, finetune, list(observers),
-                                                launch)
-                if checkpoints is not None:
-                    checkpoints.end(adapter)  # the chosen trial's adapter, on disk like any other
-            else:
-                adapter = self._train(name, template, train_data, val_data, finetune,
-                                      [*observers, *([checkpoints] if checkpoints else [])], launch)
+            adapter = self._fit(name, template, train_data, val_data, finetune, list(observers), launch, checkpoints)
         except BaseException:
             if checkpoints is not None:
                 checkpoints.failed()
@@ -565,6 +557,19 @@ class Session:
         self.adapters.add(adapter)
         self._record_finetune(adapter, body, train_data, val_data, (finetune, launch), checkpoints)
         return adapter
+
+    def _fit(self, name: str, template: ExampleTemplate, train: Examples, val: Examples | None,
+             options: FinetuneOptions, observers: list[TrainingObserver], launch: LaunchOptions,
+             checkpoints: TrainingObserver | None = None) -> Adapter:
+        """One training run, or a search of them (``--search``); ``checkpoints`` keeps the adapter on disk as it
+        trains, or, after a search, the chosen trial's."""
+        if options.search:
+            adapter = self._search_finetune(name, template, train, val, options, observers, launch)
+            if checkpoints is not None:
+                checkpoints.end(adapter)
+            return adapter
+        return self._train(name, template, train, val, options, [*observers, *([checkpoints] if checkpoints else [])],
+                           launch)
 
     def _search_finetune(self, name: str, template: ExampleTemplate, train: Examples, val: Examples,
                          options: FinetuneOptions, observers: list[TrainingObserver], launch: LaunchOptions) -> Adapter:
@@ -623,6 +628,13 @@ class Session:
 def _settings(*options: Any) -> dict[str, Any]:
     """Every option of a run, as recorded with it."""
     return {key: value for item in options for key, value in dataclasses.asdict(item).items()}
+
+
+def _held_out(train: Examples, options: FinetuneOptions) -> tuple[Examples, Examples | None]:
+    """``--val-split`` of the training data (0.2 for a search, which is judged on validation), or no validation."""
+    if options.val_split or options.search:
+        return split_validation(train, options.val_split or 0.2, options.seed)
+    return train, None
 
 
 def _variable_list(value: Any, option: str, namespace: Mapping[str, Any] | None, item: type) -> list:
