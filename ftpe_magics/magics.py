@@ -24,7 +24,7 @@ from .display.html import compare_sections, fewshot_html, key_value_html
 from .display.training_view import TrainingView
 from .display.widgets import display_tabs
 from .engine.config import DEVICES, DTYPES
-from .engine.errors import FtpeError
+from .engine.errors import FtpeError, mask_credentials
 from .engine.finetune.options import FinetuneOptions, LaunchOptions
 from .engine.generation import GenerationSettings
 from .engine.model import display_path
@@ -48,10 +48,12 @@ def user_errors(method: Callable) -> Callable:
         try:
             return method(self, *args, **kwargs)
         except FtpeError as error:
-            raise UsageError(str(error)) from None
+            raise UsageError(mask_credentials(str(error))) from None
+        except UsageError as error:  # argparse's: a typo in the options, said as IPython says it
+            raise UsageError(mask_credentials(str(error))) from None
         except Exception as error:  # noqa: BLE001 - a bug or a library failure: one line, traceback on request
-            self.last_traceback = traceback.format_exc()
-            first = (str(error).strip().splitlines() or [""])[0][:160]
+            self.last_traceback = mask_credentials(traceback.format_exc())
+            first = mask_credentials((str(error).strip().splitlines() or [""])[0][:160])
             raise UsageError(f"{type(error).__name__}: {first} (unexpected; the model stays loaded, and "
                              "%ftpe debug shows the traceback)") from None
 
@@ -101,8 +103,8 @@ class FtpeMagics(Magics):
     @argument("--name", default=None, help="For load-adapter: the name in the session (default: folder name); "
                                            "for history: only runs of this name.")
     @argument("--kind", choices=RUN_KINDS, default=None, help="For history: only runs of this kind.")
-    @argument("--since", default=None, help="For history: only runs since a date (2026-11-22, 2026-11-22 14:00) "
-                                            "or an age (30m, 12h, 3d, 2w).")
+    @argument("--since", default=None, nargs="+", help="For history: only runs since a date (2026-11-22, "
+                                                       "2026-11-22 14:00) or an age (30m, 12h, 3d, 2w).")
     @argument("--out", metavar="VAR", default=None, help="For show: store the rebuilt result in this variable.")
     @argument("--device", choices=DEVICES, default=None, help="Where to load the model (default: Ftpe.device).")
     @argument("--dtype", choices=DTYPES, default=None, help="Weight dtype (default: Ftpe.dtype).")
@@ -144,7 +146,8 @@ class FtpeMagics(Magics):
         self.session.unload()
 
     def _history(self, args) -> None:
-        table = self.session.history_table(args.kind, args.name, args.since)
+        since = " ".join(args.since) if args.since else None  # a date and a time, quoted or not
+        table = self.session.history_table(args.kind, args.name, since)
         display(table if len(table) else "No runs yet.")
 
     def _show(self, args) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -188,6 +189,50 @@ CASES = [
      "--method must be one of"),
     ("curve-fewshot-bad-key-value", None, "%%compare --eval rows --train rows\nfs: fewshot fsx k=two",
      "k=two is not a int"),
+    # round 3: options on condition lines that vanished or changed
+    ("line-value-quote-not-closed", None,
+     "%%compare --eval rows --train rows\nft: finetune lora max-steps=\"30 " + TEMPLATE, "never closed"),
+    ("line-space-quote-not-closed", None,
+     "%%compare --eval rows --train rows\nft: finetune lora search=2 space=\"lr=1e-4:1e-2 rank=4,8 " + TEMPLATE,
+     "never closed"),
+    ("line-option-after-template", None,
+     "%%compare --eval rows --train rows\nft: finetune lora Review: {text} max-steps=3\\nSentiment: {label}",
+     "stands inside the template"),
+    ("line-option-capitalised", None, "%%compare --eval rows --train rows\nfs: fewshot fsx K=2",
+     "'K' is not an option"),
+    ("line-fewshot-option-misspelt", None, "%%compare --eval rows --train rows\nfs: fewshot fsx selct=similar",
+     "Did you mean 'select'"),
+    # templates that were sent unfilled, calibrations that did nothing, k changed behind the user's back
+    ("instructions-field-unknown", None,
+     "%%fewshot --train rows --eval rows --allow-overlap --k 1\nAbout {product}.\n\nReview: {text}\nSentiment: {label}",
+     "Unknown template variable {product}"),
+    ("finetune-instructions-field", None,
+     "%%finetune --train rows --name t --max-steps 2\nAbout {product}.\n\nReview: {text}\nSentiment: {label}",
+     "which a fine-tune does not fill"),
+    ("calibrate-with-metric", None, CELL_FS.format(opts="--k 1 --calibrate --metric exact"),
+     "nothing would be calibrated"),
+    ("search-k-over-search-pool", lambda ns, w: ns.update(pool=[{"text": f"other {i}", "label": r["label"]}
+                                                               for i, r in enumerate(ROWS + ROWS[:2])]),
+     "%%fewshot --train pool --eval rows --search 2 --k 9\nReview: {text}\nSentiment: {label}",
+     "--k 9 is more than the 8 examples"),
+    # labels that went missing
+    ("label-key-missing", lambda ns, w: ns.update(rows=ROWS + [{"text": "fine"}]), CELL_FS.format(opts="--k 1"),
+     "row 8 has no label"),
+    ("csv-label-cell-empty", lambda ns, w: _write(w / "gap.csv", "text,label\ngreat,positive\nfine,\nbad,negative\n"),
+     CELL_FS.format(opts="--k 1").replace("--train rows", "--train {work}/gap.csv"), "row 1 has no label"),
+    # usage errors read as usage errors
+    ("prompt-option-misspelt", None, "%%prompt --temprature 0.5\nhi", "unrecognized arguments"),
+    ("fewshot-option-misspelt", None, CELL_FS.format(opts="--kk 1"), "unrecognized arguments"),
+    # counts with bounds
+    ("repeats-unbounded", None, CELL_CMP.format(opts="--train rows --sizes 4 --repeats 1000"),
+     "--repeats must be at least 1 and at most 20"),
+    ("samples-unbounded", None, "%%prompt --samples 100000\nhi", "--samples must be at least 1 and at most 100"),
+    ("compare-samples-unbounded", None, CELL_CMP.format(opts="--samples 5000"), "at most 100"),
+    ("orders-unbounded", None, CELL_FS.format(opts="--orders 100000"), "--orders must be at least 1 and at most"),
+    ("fewshot-search-unbounded", None, CELL_FS.format(opts="--search 100000"), "--search must be at least 1 and at"),
+    ("ft-epochs-unbounded", None, CELL_FT.format(opts="--epochs 1e9").replace("--max-steps 2 ", ""),
+     "--epochs must be above 0 and at most"),
+    ("ft-search-unbounded", None, CELL_FT.format(opts="--search 100000"), "--search must be at least 1 and at"),
 ]
 
 
@@ -196,11 +241,19 @@ def _files(work: Path) -> dict[str, str]:
             for p in sorted(work.rglob("*"))}
 
 
+def _value(value) -> str:
+    """A user variable by value (a DataFrame or list changed in place is a change); functions by identity."""
+    try:
+        return hashlib.sha1(pickle.dumps(value)).hexdigest()
+    except Exception:  # noqa: BLE001 - a lambda or a module cannot be pickled: compare it by identity
+        return f"id {id(value)}"
+
+
 def _state(shell, work: Path, names: list[str]) -> dict:
     session = get_session()
     return {"model": session.source.label if session.loaded else None, "load_id": session.loaded_model.load_id,
             "adapters": list(session.adapters), "active": session.active_adapter, "history": len(session.history),
-            "fewshot": list(session.fewshot_configs), "vars": {n: id(shell.user_ns.get(n)) for n in names},
+            "fewshot": list(session.fewshot_configs), "vars": {n: _value(shell.user_ns.get(n)) for n in names},
             "files": _files(work)}
 
 
@@ -225,6 +278,7 @@ def assert_survives(shell, capsys, work: Path, cell: str, expected: str) -> None
     lines = [line for line in (out.out + out.err).splitlines() if line.strip()]
     assert isinstance(result.error_in_exec, UsageError), f"not a one-line error: {result.error_in_exec!r}"
     assert expected in str(result.error_in_exec)
+    assert "unexpected" not in str(result.error_in_exec)  # a usage error, not the product's fault
     assert len(lines) <= 3, lines
     assert "Traceback" not in out.out + out.err
     assert _state(shell, work, names) == before

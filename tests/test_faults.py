@@ -232,3 +232,188 @@ def test_unexpected_error_is_one_line_and_debug_shows_it(shell, monkeypatch, cap
     shell.run_line_magic("ftpe", "debug")
     assert "Traceback" in capsys.readouterr().out
     assert get_session() is not None
+
+
+# -- round 3: saves that delete, secrets that print, searches and comparisons that lose work ---------------------
+def test_a_save_never_replaces_a_file_it_did_not_write(tiny_session, tmp_path):
+    tiny_session.finetune(TEMPLATE, ROWS, "keep", **FAST)
+    out = tmp_path / "out"
+    tiny_session.save_adapter("keep", str(out))
+    tiny_session.save_adapter("keep", str(out))  # only what the first save wrote: replaced
+    (out / "README.md").write_text("my own notes")  # the user's file, under a name a save also writes
+    with pytest.raises(FtpeError, match=r"already holds other files \(README\.md\)"):
+        tiny_session.save_adapter("keep", str(out))
+    assert (out / "README.md").read_text() == "my own notes"
+    (out / "README.md").unlink()
+    (out / "notes.txt").write_text("mine")  # a file the manifest does not list
+    with pytest.raises(FtpeError, match="notes.txt"):
+        tiny_session.save_adapter("keep", str(out))
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_an_unreachable_tracking_server_is_said_once_without_its_password(tiny_session, monkeypatch):
+    messages = []
+    monkeypatch.setattr(tiny_session, "log", messages.append)
+    monkeypatch.setattr(tiny_session.config, "mlflow_uri", "http://user:SECRET@127.0.0.1:9")
+    tiny_session.finetune(TEMPLATE, ROWS, "tracked", **FAST)
+    tiny_session.compare("zero: prompt Review: {text}\\nSentiment:", ROWS)
+    said = [m for m in messages if "MLflow" in m]
+    assert len(said) == 1 and "tracking is off for this session" in said[0]
+    assert "http://***@127.0.0.1:9" in said[0]
+    assert not any("SECRET" in m for m in messages)
+    assert "tracked" in tiny_session.adapters
+
+
+def test_the_stop_button_while_tracking_keeps_the_result(tiny_session, monkeypatch):
+    from ftpe_magics.engine import tracking
+
+    class Stopped:
+        def __init__(self, uri):
+            pass
+
+        def finetune(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    messages = []
+    monkeypatch.setattr(tiny_session, "log", messages.append)
+    monkeypatch.setattr(tracking, "MlflowTracker", Stopped)
+    monkeypatch.setattr(tiny_session.config, "mlflow_uri", "sqlite:///stopped.db")
+    adapter = tiny_session.finetune(TEMPLATE, ROWS, "kept-anyway", **FAST)
+    assert tiny_session.adapters["kept-anyway"] is adapter
+    assert any("MLflow" in m and "stopped" in m for m in messages)
+
+
+def _stop_scoring_at(monkeypatch, call: int, error: BaseException) -> list:
+    """The stop button (or ``error``) at the ``call``-th few-shot scoring pass; returns the calls seen."""
+    from ftpe_magics.engine.evaluation import Evaluator
+
+    original, calls = Evaluator.fewshot, []
+
+    def scoring(self, condition, config, k=None):
+        calls.append(condition)
+        if len(calls) == call:
+            raise error
+        return original(self, condition, config, k)
+
+    monkeypatch.setattr(Evaluator, "fewshot", scoring)
+    return calls
+
+
+@pytest.mark.parametrize("where", ["between candidates", "inside a forward pass"])
+def test_a_stopped_prompt_search_keeps_the_best_so_far_and_says_so(tiny_session, monkeypatch, where):
+    from fewshot_data import EVAL, POOL
+
+    messages = []
+    monkeypatch.setattr(tiny_session, "log", messages.append)
+    if where == "between candidates":
+        _stop_scoring_at(monkeypatch, 3, KeyboardInterrupt())
+    else:
+        from ftpe_magics.engine.evaluation import ConditionResult, Evaluator
+
+        original, calls = Evaluator.fewshot, []
+
+        def interrupted(self, condition, config, k=None):
+            calls.append(condition)
+            result: ConditionResult = original(self, condition, config, k)
+            result.interrupted = result.interrupted or len(calls) == 3
+            return result
+
+        monkeypatch.setattr(Evaluator, "fewshot", interrupted)
+    result = tiny_session.fewshot(TEMPLATE, POOL, EVAL, search=5, search_k="1,2")
+    assert [row["candidate"] for row in result.search_log] == [0, 1]
+    assert sum(row["best"] for row in result.search_log) == 1
+    assert not result.conditions[0].interrupted and result.conditions[0].n == len(EVAL)  # the best was used
+    assert any("Search stopped after 2 of 5 candidates" in m for m in messages)
+
+
+def test_a_candidate_too_long_for_the_context_is_skipped(tiny_session, monkeypatch):
+    from fewshot_data import EVAL, POOL
+
+    from ftpe_magics.engine.errors import ContextTooLong
+
+    messages = []
+    monkeypatch.setattr(tiny_session, "log", messages.append)
+    _stop_scoring_at(monkeypatch, 2, ContextTooLong("Example 0's prompt is 9000 tokens"))
+    result = tiny_session.fewshot(TEMPLATE, POOL, EVAL, search=4, search_k="1,2", k=1)
+    statuses = [row["status"] for row in result.search_log]
+    assert statuses == ["scored", "too long", "scored", "scored"]
+    assert not result.search_log[1]["best"]
+    assert any("skipped 1 candidate(s) whose prompt is longer" in m for m in messages)
+
+
+def test_a_failing_condition_keeps_the_ones_that_finished(tiny_model_dir, tmp_path):
+    said = []
+    session = Session(log=said.append)
+    session.config.cache_dir, session.config.store = str(tmp_path / "cache"), str(tmp_path / "runs.sqlite")
+    session.load(str(tiny_model_dir))
+    session.fewshot(TEMPLATE, ROWS, ROWS, name="fsx", k=1, allow_overlap=True)
+    body = "z2: prompt Review: {text}\\nSentiment:\nfs: fewshot fsx k=99"
+    with pytest.raises(FtpeError, match="--k 99 is more than"):
+        session.compare(body, ROWS)
+    said.clear()
+    again = session.compare("z2: prompt Review: {text}\\nSentiment:", ROWS)
+    assert any(m.startswith("z2: cached from run") for m in said)
+    assert again.conditions[0].n == len(ROWS)
+
+
+def test_loading_or_training_an_adapter_keeps_the_active_one(tiny_session, tmp_path):
+    tiny_session.finetune(TEMPLATE, ROWS, "keep", **FAST)
+    tiny_session.finetune(TEMPLATE, ROWS, "other", **FAST)
+    tiny_session.save_adapter("other", str(tmp_path / "other"))
+    tiny_session.use("keep")
+    try:
+        tiny_session.load_adapter(str(tmp_path / "other"), "other-again")
+        assert tiny_session.active_adapter == "keep"
+        tiny_session.finetune(TEMPLATE, ROWS, "third", **FAST)
+        assert tiny_session.active_adapter == "keep"
+        messages = []
+        tiny_session.log = messages.append
+        tiny_session.finetune(TEMPLATE, ROWS, "keep", **FAST)  # replaces the active adapter itself: said
+        assert tiny_session.active_adapter is None
+        assert any("was active and is replaced" in m for m in messages)
+    finally:
+        tiny_session.log = lambda message: None
+        tiny_session.use("base")
+
+
+def test_a_store_path_that_is_a_folder_says_it_must_be_a_file(tiny_session, tmp_path, monkeypatch):
+    monkeypatch.setattr(tiny_session.config, "store", str(tmp_path))
+    with pytest.raises(FtpeError, match="is a folder, not a file"):
+        tiny_session.history_table()
+
+
+def test_history_since_a_date_and_time_works_unquoted(shell, capsys):
+    result = shell.run_cell("%ftpe history --since 2026-12-02 23:59")
+    assert result.error_in_exec is None, result.error_in_exec
+
+
+def test_identical_samples_are_stored_once():
+    from ftpe_magics.engine.records import pack_samples, unpack_samples
+
+    long_text = "the same long answer " * 50
+    samples = [[long_text] * 100, [long_text, "other", long_text]]
+    packed = pack_samples(samples)
+    assert packed["texts"] == [long_text, "other"]
+    assert unpack_samples(packed) == samples
+    assert unpack_samples(samples) == samples  # as 0.3.0 stored them
+    assert len(json.dumps(packed)) < len(json.dumps(samples)) / 50
+
+
+def test_no_message_shows_a_uri_password():
+    from ftpe_magics.engine.errors import mask_credentials
+
+    assert mask_credentials("at http://user:SECRET@host:5000/x and https://tok@h") == \
+        "at http://***@host:5000/x and https://***@h"
+    assert mask_credentials("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def test_a_comparison_that_trains_keeps_the_active_adapter(tiny_session):
+    tiny_session.finetune(TEMPLATE, ROWS, "keep", **FAST)
+    tiny_session.use("keep")
+    try:
+        pool = [{"text": f"other {row['text']}", "label": row["label"]} for row in ROWS]
+        tiny_session.compare("ft: finetune lora max-steps=2 batch-size=4 Review: {text}\\nSentiment: {label}",
+                             ROWS, train=pool)
+        assert tiny_session.active_adapter == "keep"
+    finally:
+        tiny_session.use("base")

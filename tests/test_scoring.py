@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from ftpe_magics.engine.cache_api import cache_field
 from ftpe_magics.engine.scoring import label_logprobs, naive_label_logprobs
 
 PREFIX = "Classify the review.\n\nReview: great fun\nSentiment: positive\n\nReview: so dull\nSentiment: negative\n\n"
@@ -24,7 +25,7 @@ def test_prefix_is_computed_once_and_reused(tiny_session, monkeypatch):
     real_forward = tiny_session.model.forward
 
     def counting_forward(*args, **kwargs):
-        widths.append((kwargs["input_ids"].shape, kwargs.get("past_key_values") is not None))
+        widths.append((kwargs["input_ids"].shape, kwargs.get(cache_field()) is not None))
         return real_forward(*args, **kwargs)
 
     monkeypatch.setattr(tiny_session.model, "forward", counting_forward)

@@ -2,13 +2,17 @@
 ``ftpe_adapter.json`` with the template it was trained on.
 
 Saving never deletes or moves anything it did not write: it writes into a new folder, an empty
-one, or one that holds nothing but an earlier save of ours, and refuses anything else. What it
-writes names the base model by its id and a weight fingerprint, never by a path of this machine.
+one, or one that holds exactly what an earlier save wrote, and refuses anything else. Each save
+writes ``ftpe_manifest.json``, the name and SHA-256 of every file it wrote; a later save replaces
+the folder only when every file in it is in that manifest with the same digest, so a file the user
+added or edited (a ``README.md`` of their own) is never counted as ours. What it writes names the
+base model by its id and a weight fingerprint, never by a path of this machine.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -23,14 +27,41 @@ from .model import display_path
 from .templates import ExampleTemplate
 
 META = "ftpe_adapter.json"
-# every file a save writes: peft's, transformers' (a full copy, sharded or not), and ours
-_OURS = re.compile(r"^(adapter_config\.json|adapter_model\.safetensors|config\.json|generation_config\.json|"
-                   r"model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|README\.md|head\.safetensors|"
-                   r"tokenizer(_config)?\.json|special_tokens_map\.json|chat_template\.jinja|vocab\.json|merges\.txt|"
-                   + re.escape(META) + r")$")  # a merged export adds the tokenizer's files
+MANIFEST = "ftpe_manifest.json"  # what a save wrote: {"files": {name: sha256}}
+# the files an earlier version (0.3.0, no manifest) wrote into the run store's own adapter folders
+_LEGACY = re.compile(r"^(adapter_config\.json|adapter_model\.safetensors|config\.json|generation_config\.json|"
+                     r"model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|head\.safetensors|"
+                     + re.escape(META) + r")$")
 
 
-def _existing(target: Path, shown: str) -> str:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, str] | None:
+    try:
+        files = json.loads((folder / MANIFEST).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return files if isinstance(files, dict) else None
+
+
+def _not_ours(entries: list[Path], folder: Path, legacy_ok: bool) -> list[str]:
+    """The entries of ``folder`` that no earlier save can be proven to have written (empty: all are ours)."""
+    files = _manifest(folder)
+    if files is None:
+        if legacy_ok and (folder / META).is_file():
+            return [e.name for e in entries if e.is_dir() or not _LEGACY.match(e.name)]
+        return [e.name for e in entries]
+    return [e.name for e in entries if e.name != MANIFEST and
+            (e.is_dir() or e.is_symlink() or files.get(e.name) != _sha256(e))]
+
+
+def _existing(target: Path, shown: str, legacy_ok: bool = False) -> str:
     """What is at ``target`` now: ``new``, ``empty`` or ``ours``; anything else is refused in one line."""
     if not target.exists() and not target.is_symlink():
         return "new"
@@ -40,11 +71,16 @@ def _existing(target: Path, shown: str) -> str:
     entries = sorted(target.iterdir())
     if not entries:
         return "empty"
-    foreign = [e.name for e in entries if e.is_dir() or not _OURS.match(e.name)]
-    if (target / META).is_file() and not foreign:
+    foreign = _not_ours(entries, target, legacy_ok)
+    if not foreign:
         return "ours"
-    raise FtpeError(f"{shown} already holds other files ({(foreign or [entries[0].name])[0]}, ...); save never "
-                    "overwrites them. Choose a new or empty folder.")
+    raise FtpeError(f"{shown} already holds other files ({foreign[0]}{', ...' if len(foreign) > 1 else ''}) that "
+                    "no earlier save wrote as they are; save never overwrites them. Choose a new or empty folder.")
+
+
+def _write_manifest(staging: Path) -> None:
+    files = {path.name: _sha256(path) for path in sorted(staging.iterdir()) if path.is_file()}
+    (staging / MANIFEST).write_text(json.dumps({"files": files}, indent=2))
 
 
 def _write(adapter: Adapter, staging: Path) -> None:
@@ -64,17 +100,20 @@ def _write(adapter: Adapter, staging: Path) -> None:
     (staging / META).write_text(json.dumps(adapter.metadata(), indent=2))
 
 
-def save_adapter(adapter: Adapter, path: str | os.PathLike) -> tuple[Path, bool]:
-    """Write the adapter atomically; returns the folder and whether an earlier save of ours was replaced."""
-    return save_folder(path, lambda staging: _write(adapter, staging))
+def save_adapter(adapter: Adapter, path: str | os.PathLike, store_owned: bool = False) -> tuple[Path, bool]:
+    """Write the adapter atomically; returns the folder and whether an earlier save of ours was replaced.
+    ``store_owned``: a folder of the run store's own, where a save of 0.3.0 (no manifest) may be replaced too."""
+    return save_folder(path, lambda staging: _write(adapter, staging), store_owned)
 
 
-def save_folder(path: str | os.PathLike, write: Callable[[Path], None]) -> tuple[Path, bool]:
+def save_folder(path: str | os.PathLike, write: Callable[[Path], None],
+                store_owned: bool = False) -> tuple[Path, bool]:
     """Let ``write`` fill a staging folder, then rename it to ``path`` (atomic); only a new folder, an empty one or
-    an earlier save of ours is replaced. Returns the folder and whether an earlier save was replaced."""
+    one holding exactly what an earlier save wrote (its manifest) is replaced. Returns the folder and whether an
+    earlier save was replaced."""
     target = Path(path).expanduser().absolute()
     shown = display_path(target)
-    state = _existing(target, shown)
+    state = _existing(target, shown, legacy_ok=store_owned)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -83,6 +122,7 @@ def save_folder(path: str | os.PathLike, write: Callable[[Path], None]) -> tuple
                         "write to.") from None
     try:
         write(staging)
+        _write_manifest(staging)
         if state == "ours":  # only our own files are in it (checked above): set aside, swap in, then remove
             previous = Path(tempfile.mkdtemp(prefix=f".{target.name}-previous-", dir=target.parent))
             os.replace(target, previous / "adapter")

@@ -65,7 +65,7 @@ class AdapterCheckpoints(TrainingObserver):
         """Write one state; a failure to write is said once and training goes on (the adapter stays in memory)."""
         adapter.base_model_id, adapter.base_fingerprint = self.base_model_id, self.base_fingerprint
         try:
-            save_adapter(adapter, self.folder)
+            save_adapter(adapter, self.folder, store_owned=True)
             return True
         except Exception as error:  # noqa: BLE001 - a full disk must not end a training run
             self._said(f"Could not write adapter {self.name!r} to the store ({error}); it is kept in memory.")

@@ -27,12 +27,12 @@ import numpy as np
 
 from .adapters import Adapter, AdapterRegistry
 from .data import Examples
-from .errors import FtpeError, did_you_mean
+from .errors import FtpeError, closest_names, did_you_mean
 from .evaluation import ConditionResult, Evaluator
 from .fewshot import FewShotConfig
 from .finetune.options import FinetuneOptions
 from .memory import PeakMemory
-from .options import FewShotOptions, options_from_pairs
+from .options import FewShotOptions, option_fields, options_from_pairs
 from .records import adapter_fingerprint, data_fingerprint, namespace_values
 from .result_cache import ConditionCache, fewshot_identity
 from .stats import mcnemar_p
@@ -40,7 +40,7 @@ from .templates import ExampleTemplate, unescape_newlines
 from .verdict import Verdict, verdict
 
 _LINE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*:\s*([A-Za-z_-]+)\s*(.*?)\s*$")
-_PAIR = re.compile(r"""\s*([a-z][a-z0-9_-]*)=("[^"]*"|'[^']*'|\S+)(?:\s+|$)""")
+_KEY = re.compile(r"\s*([A-Za-z][A-Za-z0-9_-]*)=")
 _WORD = re.compile(r"\s*(\S+)(?:\s+|$)")
 
 
@@ -152,14 +152,38 @@ NEEDS_SPEC = {"prompt", "cot", "fewshot", "adapter", "finetune"}
 LEARNS_FROM_TRAIN = {"fewshot", "finetune"}  # a learning curve reruns these at every size; the others are flat
 
 
-def _pairs(text: str) -> tuple[tuple[tuple[str, str], ...], str]:
-    """Leading ``key=value`` options of a line, and the text after them."""
+def _pairs(text: str, where: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """Leading ``key=value`` options of a line (a value with spaces in matching quotes), and the text after them;
+    a value that opens a quote it never closes is an error, never a value with a character cut off."""
     pairs = []
-    while match := _PAIR.match(text):
-        value = match.group(2)
-        pairs.append((match.group(1), value[1:-1] if value[0] in "'\"" else value))
-        text = text[match.end():]
+    while match := _KEY.match(text):
+        key, rest = match.group(1), text[match.end():]
+        if rest[:1] in ("'", '"'):
+            end = rest.find(rest[0], 1)
+            if end < 0:
+                raise FtpeError(f"{where}: {key}={rest.split()[0] if rest.split() else rest} opens a quote that is "
+                                f"never closed; write {key}={rest[0]}...{rest[0]}.")
+            value, rest = rest[1:end], rest[end + 1:]
+            if rest[:1].strip():
+                raise FtpeError(f"{where}: {key}= has text right after its closing quote; put a space after it.")
+        else:
+            value = rest.split(None, 1)[0] if rest.strip() and not rest[0].isspace() else ""
+            rest = rest[len(value):]
+        pairs.append((key, value))
+        text = rest.lstrip()
     return tuple(pairs), text
+
+
+def _no_options_in_template(template: str, options_class: type, where: str) -> None:
+    """A ``key=value`` naming an option (or nearly) after the template began would be read as template text."""
+    names = [item.name for item in option_fields(options_class)]
+    for token in template.split():
+        match = _KEY.match(token)
+        if match and token[match.end():]:
+            name = match.group(1).replace("-", "_")
+            if name in names or closest_names(name, names):
+                raise FtpeError(f"{where}: {token} stands inside the template; put key=value options before the "
+                                "template (finetune METHOD key=value ... TEMPLATE).")
 
 
 def _learning_line(number: int, label: str, kind: str, raw: str) -> ConditionSpec:
@@ -167,14 +191,15 @@ def _learning_line(number: int, label: str, kind: str, raw: str) -> ConditionSpe
     one fails before any condition runs."""
     word = _WORD.match(raw)
     head, rest = word.group(1), raw[word.end():]
-    pairs, template = _pairs(rest)
     where = f"Line {number} ({label})"
+    pairs, template = _pairs(rest, where)
     if kind == "fewshot":
         if template.strip():
             raise FtpeError(f"{where}: after 'fewshot {head}' come key=value options only, not {template.strip()!r}.")
         options_from_pairs(FewShotOptions, pairs, where)
         return ConditionSpec(label, kind, head, pairs)
     options_from_pairs(FinetuneOptions, pairs, where, method=head.lower())
+    _no_options_in_template(template, FinetuneOptions, where)
     template = unescape_newlines(template)
     if "{label}" not in template:
         raise FtpeError(f"{where}: a finetune line ends with its training template, with {{label}} where the answer "

@@ -132,10 +132,17 @@ def _check_inputs(rows: list[dict], input_col: str, what: str) -> None:
             check_text(value, f"{what}: row {number}")
 
 
-def _label_word(value: Any, names: dict[str, str], number: int, what: str, label_col: str) -> str:
-    if _missing(value):
-        raise FtpeError(f"{what}: row {number} has no label in column {label_col!r} (NaN or None). Drop such rows "
-                        f"first, e.g. df.dropna(subset=[{label_col!r}]).")
+_ABSENT = object()  # a row without the label key at all
+
+
+def _label_word(value: Any, names: dict[str, str], number: int, what: str, label_col: str,
+                required: bool = True) -> str:
+    if not required and (value is _ABSENT or value == ""):  # a generation task's reference may be empty text
+        return ""
+    if value is _ABSENT or _missing(value) or (isinstance(value, str) and not value.strip()):
+        kind = "no key" if value is _ABSENT else "an empty cell" if isinstance(value, str) else "NaN or None"
+        raise FtpeError(f"{what}: row {number} has no label in column {label_col!r} ({kind}). Drop such rows "
+                        f"first, or give each row its label.")
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # a column of integers with a gap reads as floats: 1.0 is the label 1
     raw = str(value)
@@ -143,10 +150,10 @@ def _label_word(value: Any, names: dict[str, str], number: int, what: str, label
 
 
 def _label_words(rows: list[dict], label_col: str, label_names: str | dict | None, what: str,
-                 notices: list[str]) -> list[str]:
+                 notices: list[str], required: bool = True) -> list[str]:
     names = parse_label_names(label_names)
-    raw = [row.get(label_col, "") for row in rows]
-    words = [_label_word(value, names, number, what, label_col) for number, value in enumerate(raw)]
+    raw = [row.get(label_col, _ABSENT) for row in rows]
+    words = [_label_word(value, names, number, what, label_col, required) for number, value in enumerate(raw)]
     floats = [value for value in raw if isinstance(value, float)]
     if floats:
         notices.append(f"{what}: labels in {label_col!r} were floats (e.g. {floats[0]!r}); whole numbers were read "
@@ -165,7 +172,7 @@ def load_examples(source: Any, input_col: str = "text", label_col: str = "label"
     rows = read_table(source) if isinstance(source, (str, Path)) else as_rows(source, what)
     if not rows:
         raise FtpeError(f"{what} is empty: there are no examples.")
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     for column, option in ((input_col, "--input-col"), (label_col, "--label-col")):
         if column == label_col and not require_labels and column not in columns:
             continue
@@ -174,7 +181,8 @@ def load_examples(source: Any, input_col: str = "text", label_col: str = "label"
                             f"Name the right one with {option}.")
     _check_inputs(rows, input_col, what)
     notices: list[str] = []
-    words = _label_words(rows, label_col, label_names, what, notices) if label_col in columns else [""] * len(rows)
+    words = _label_words(rows, label_col, label_names, what, notices, require_labels) if label_col in columns \
+        else [""] * len(rows)
     if labels:
         label_set = [label.strip() for label in labels.split(",")] if isinstance(labels, str) else list(labels)
         outside = sorted(set(words) - set(label_set))

@@ -9,11 +9,16 @@ and nothing in the session is touched by it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 
 
 class FtpeError(Exception):
     """A problem in the user's input or environment, with a message that says how to fix it."""
+
+
+class ContextTooLong(FtpeError):
+    """A prompt longer than the model reads: a search skips that candidate, anything else reports it."""
 
 
 def closest_names(name: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
@@ -33,3 +38,22 @@ def check_text(text: str, where: str) -> None:
     except UnicodeEncodeError:
         raise FtpeError(f"{where} holds text that is not valid Unicode (a lone surrogate, usually from a bad "
                         "decode). Clean it, e.g. text.encode('utf-8', 'replace').decode().") from None
+
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def mask_credentials(text: str) -> str:
+    """``http://user:secret@host`` -> ``http://***@host`` wherever a URI appears in ``text``: a message, a log line
+    or a stored record never carries the user-info part of a URI (a password, a token)."""
+    return _CREDENTIALS.sub(lambda match: f"{match.group('scheme')}***@", str(text))
+
+
+class MaskedLog:
+    """A log function with :func:`mask_credentials` applied to every line; ``.inner`` is the function wrapped."""
+
+    def __init__(self, inner: Callable[[str], None]) -> None:
+        self.inner = inner
+
+    def __call__(self, message: str) -> None:
+        self.inner(mask_credentials(message))

@@ -25,7 +25,7 @@ from .generation import GenerationSettings, generate_texts, render_prompts
 from .metrics import Metric, apply_metric
 from .scoring import label_logprobs, mean_pooled_embeddings
 from .stats import bootstrap_interval, macro_f1, modal_agreement
-from .templates import ExampleTemplate, assemble, scoring_inputs, template_fields
+from .templates import ExampleTemplate, assemble, fill, scoring_inputs, template_fields
 
 
 class ModelHandle(Protocol):
@@ -281,6 +281,9 @@ class Evaluator:
 
     def fewshot(self, condition: str, config: FewShotConfig, k: int | None = None) -> ConditionResult:
         """k demonstrations from the config's training pool; with orders > 1, the mean over orders."""
+        if config.calibrate and not self.classification:
+            raise FtpeError("--calibrate divides out the label bias of label scoring; with --metric the answer is "
+                            "generated, so nothing would be calibrated. Leave out --calibrate or --metric.")
         if config.verbalizer:
             return self._verbalized(condition, config, k)
         k = config.k if k is None else k
@@ -387,7 +390,7 @@ class Evaluator:
         template = config.template
         blanked = [name for name in template_fields(template.template) if name in self.eval_data.rows[0]]
         prompts = list(dict.fromkeys(tuple(chosen) for chosen in demos))
-        contexts = [assemble(template.instructions, self._shots(config, list(chosen)),
+        contexts = [assemble(self._instructions(template), self._shots(config, list(chosen)),
                              template.query(self._row(dict.fromkeys(blanked, blank))))
                     for chosen in prompts for blank in CONTENT_FREE]
         continuations = [template.continuation(label) for label in self.eval_data.label_set]
@@ -398,9 +401,14 @@ class Evaluator:
         index = {chosen: row for row, chosen in enumerate(prompts)}
         return bias[[index[tuple(chosen)] for chosen in demos]], scored.seconds
 
+    def _instructions(self, template: ExampleTemplate) -> str:
+        """The instruction paragraphs with their ``{fields}`` filled from the notebook, like every template."""
+        return fill(template.instructions, self.namespace)
+
     def _fewshot_once(self, config: FewShotConfig, demos: list[list[int]]) -> Scored:
         template = config.template
-        contexts = [assemble(template.instructions, self._shots(config, chosen), template.query(self._row(row)))
+        instructions = self._instructions(template)
+        contexts = [assemble(instructions, self._shots(config, chosen), template.query(self._row(row)))
                     for row, chosen in zip(self.eval_data.rows, demos, strict=True)]
         if self.classification:
             bias, calibration_seconds = self._calibration(config, demos) if config.calibrate else (None, 0.0)

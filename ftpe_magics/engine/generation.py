@@ -17,7 +17,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from .config import Ftpe
-from .errors import FtpeError
+from .errors import ContextTooLong, FtpeError
 from .memory import out_of_memory
 from .model import context_limit
 from .options import check_ranges, option, with_config_defaults
@@ -28,15 +28,15 @@ from .scoped import quiet_library_notices, seeded
 class GenerationSettings:
     """Everything that decides a generation's output; kept with each result for reproducibility."""
 
-    max_new_tokens: int | None = option(None, "Tokens to generate (default: Ftpe.max_new_tokens).", low=1,
+    max_new_tokens: int | None = option(None, "Tokens to generate (default: Ftpe.max_new_tokens).", low=1, high=32768,
                                         config="max_new_tokens")
     temperature: float = option(0.0, "0 = greedy (default); above 0 samples.", low=0)
     top_p: float = option(1.0, "Nucleus sampling threshold (with --temperature > 0).", low=0, low_open=True, high=1)
     seed: int | None = option(None, "Random seed; a sampled run without one records its own.")
-    samples: int = option(1, "Samples per prompt; identical outputs are grouped.", low=1)
+    samples: int = option(1, "Samples per prompt; identical outputs are grouped.", low=1, high=100)
     system: str | None = option(None, "System message for the chat template.")
     raw: bool = option(False, "Send the text as is, without the chat template.")
-    batch_size: int | None = option(None, "Prompts per batch with --over (default: Ftpe.batch_size).", low=1,
+    batch_size: int | None = option(None, "Prompts per batch with --over (default: Ftpe.batch_size).", low=1, high=4096,
                                     config="batch_size")
     truncate: bool = option(False, "Cut prompts longer than the model's context on the left (and say so) instead "
                                    "of refusing them.")
@@ -185,7 +185,7 @@ def fit_context(tokenizer, texts: list[str], add_special: bool, limit: int | Non
 
 
 def _too_long(index: int, size: str, limit: int) -> FtpeError:
-    return FtpeError(f"Prompt {index} is {size}; the model reads at most {limit} tokens, generation included. "
+    return ContextTooLong(f"Prompt {index} is {size}; the model reads at most {limit} tokens, generation included. "
                      "Shorten it, or pass --truncate to cut it on the left.")
 
 

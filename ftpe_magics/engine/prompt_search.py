@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import Examples
-from .errors import FtpeError
+from .errors import ContextTooLong, FtpeError
 from .evaluation import ConditionResult
 from .fewshot import FewShotConfig, overlapping
 from .options import SELECTIONS
@@ -98,31 +98,64 @@ def configure(base: FewShotConfig, candidate: Candidate, instructions: Sequence[
                                verbalizer=verbalizers[candidate.verbalizer - 1] if candidate.verbalizer else None)
 
 
+def _row(number: int, candidate: Candidate, config: FewShotConfig, status: str,
+         result: ConditionResult | None = None) -> dict[str, Any]:
+    return {"candidate": number, "k": candidate.k, "select": candidate.select, "seed": candidate.seed,
+            "instruction": _short(config.template.instructions),
+            "label_words": "/".join(config.verbalizer.values()) if config.verbalizer else "(labels)",
+            "val_accuracy": result.accuracy if result else float("nan"),
+            "prompt_tokens": result.mean_prompt_tokens if result else float("nan"), "status": status}
+
+
 def run_search(score: Callable[[str, FewShotConfig], ConditionResult], base: FewShotConfig,
-               candidates: list[Candidate], instructions: Sequence[str],
-               verbalizers: Sequence[dict[str, str]]) -> tuple[FewShotConfig, list[dict[str, Any]]]:
+               candidates: list[Candidate], instructions: Sequence[str], verbalizers: Sequence[dict[str, str]],
+               say: Callable[[str], None] = lambda message: None) -> tuple[FewShotConfig, list[dict[str, Any]]]:
     """Score every candidate on the validation split; the best (ties: fewer prompt tokens, then the earlier)
-    and the search log, one row per candidate."""
+    and the search log, one row per candidate tried.
+
+    A candidate whose prompt is longer than the model reads is logged as ``too long`` and skipped. The stop
+    button, in a forward pass or between candidates, ends the search: the best candidate so far is kept and
+    the output says after how many of the candidates it stopped."""
     log: list[dict[str, Any]] = []
     best: tuple[float, float, int] | None = None
+    stopped = False
     for number, candidate in enumerate(candidates):
         config = configure(base, candidate, instructions, verbalizers)
-        result = score(f"candidate {number}", config)
-        if result.interrupted:
+        try:
+            result = score(f"candidate {number}", config)
+        except ContextTooLong:
+            log.append(_row(number, candidate, config, "too long"))
+            continue
+        except KeyboardInterrupt:
+            stopped = True
             break
-        log.append({"candidate": number, "k": candidate.k, "select": candidate.select, "seed": candidate.seed,
-                    "instruction": _short(config.template.instructions),
-                    "label_words": "/".join(config.verbalizer.values()) if config.verbalizer else "(labels)",
-                    "val_accuracy": result.accuracy, "prompt_tokens": result.mean_prompt_tokens})
+        if result.interrupted:
+            stopped = True
+            break
+        log.append(_row(number, candidate, config, "scored", result))
         key = (result.accuracy, -result.mean_prompt_tokens, -number)
         if best is None or key > best:
             best = key
     if best is None:
-        raise FtpeError("Stopped before any candidate was scored: nothing was searched.")
+        reason = "Stopped before any candidate was scored" if stopped else \
+            "Every candidate's prompt is longer than the model reads"
+        raise FtpeError(f"{reason}: nothing was searched. Use a smaller --search-k or shorter texts.")
+    _say_summary(say, log, len(candidates), stopped)
     winner = -best[2]
     for row in log:
         row["best"] = row["candidate"] == winner
     return configure(base, candidates[winner], instructions, verbalizers), log
+
+
+def _say_summary(say: Callable[[str], None], log: list[dict[str, Any]], total: int, stopped: bool) -> None:
+    skipped = sum(row["status"] == "too long" for row in log)
+    if skipped:
+        say(f"Search: skipped {skipped} candidate(s) whose prompt is longer than the model reads (logged as 'too "
+            "long').")
+    if stopped:
+        scored = sum(row["status"] == "scored" for row in log)
+        say(f"Search stopped after {len(log)} of {total} candidates ({scored} scored); the best so far is kept and "
+            "used.")
 
 
 def _short(text: str) -> str:

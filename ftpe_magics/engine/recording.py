@@ -24,7 +24,7 @@ from .adapter_files import META, load_adapter
 from .adapter_store import AdapterCheckpoints, remove_folder
 from .adapters import Adapter
 from .compare import CompareResult
-from .errors import FtpeError
+from .errors import FtpeError, mask_credentials
 from .evaluation import Evaluator
 from .learning_curve import curve_data, curve_from_data
 from .prompting import PromptResult
@@ -277,29 +277,39 @@ class RunRecorder:
 
     # -- MLflow ----------------------------------------------------------------------------------------
     def tracker(self):
+        """The tracker for ``Ftpe.mlflow_uri``, or None: a server that cannot be reached is said once, in one
+        line with its credentials masked, and tracking is off for that URI until the setting changes."""
         uri = self.config.mlflow_uri
         if not uri:
             return None
         if self._tracker is None or self._tracker[0] != uri:
             from .tracking import MlflowTracker
 
+            self._tracker = (uri, None)  # tried once: a failure is not retried at every cell
             try:
                 self._tracker = (uri, MlflowTracker(uri))
             except FtpeError as error:
                 self._say_once(str(error))
-                self._tracker = None
-                return None
-            except Exception as error:  # noqa: BLE001 - an unreachable or broken tracking server
-                self._say_once(f"MLflow at Ftpe.mlflow_uri could not be reached ({str(error)[:120]}); "
-                               "runs are not logged there.")
-                return None
+            except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - an unreachable or broken server
+                self._skip_tracking(uri, error)
         return self._tracker[1]
 
+    def _skip_tracking(self, uri: str, error: BaseException) -> None:
+        self._tracker = (uri, None)
+        reason = "stopped" if isinstance(error, KeyboardInterrupt) else \
+            (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        self._say_once(mask_credentials(f"MLflow at {uri} could not be used ({reason}); tracking is off for this "
+                                        "session (set Ftpe.mlflow_uri again to retry). Results are kept here."))
+
     def track(self, what: str, call: Callable[[Any], Any]) -> None:
+        """Log one run to MLflow; a failure or the stop button costs the log, never the result."""
         tracker = self.tracker()
         if tracker is None:
             return
+        from .tracking import failing_fast
+
         try:
-            call(tracker)
-        except Exception as error:  # noqa: BLE001 - MLflow failing must not cost the result
-            self._say_once(f"Could not log {what} to MLflow ({str(error).splitlines()[0][:120]}).")
+            with failing_fast():
+                call(tracker)
+        except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - MLflow failing must not cost the result
+            self._skip_tracking(self.config.mlflow_uri, error)

@@ -83,6 +83,7 @@ def prompt_data(result: PromptResult) -> dict:
     data = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "previous"}
     data["settings"] = result.settings.as_dict()
     data["created"] = result.created.isoformat(timespec="seconds")
+    data["outputs"] = pack_samples(result.outputs)
     return data
 
 
@@ -90,15 +91,36 @@ def prompt_from_data(data: dict) -> PromptResult:
     fields = dict(data)
     fields["settings"] = GenerationSettings(**fields["settings"])
     fields["created"] = datetime.fromisoformat(fields["created"])
+    fields["outputs"] = unpack_samples(fields["outputs"])
     return PromptResult(**fields)
 
 
 def condition_data(result: ConditionResult) -> dict:
-    return dataclasses.asdict(result)
+    data = dataclasses.asdict(result)
+    data["samples"] = pack_samples(result.samples)
+    return data
 
 
 def condition_from_data(data: dict) -> ConditionResult:
-    return ConditionResult(**data)
+    return ConditionResult(**{**data, "samples": unpack_samples(data.get("samples"))})
+
+
+def pack_samples(samples: list[list[str]] | None) -> dict | None:
+    """Samples per example as each distinct text once and its index per draw: 100 identical draws of a long
+    generation are stored as one text and 100 small numbers, and the order of the draws is kept."""
+    if samples is None:
+        return None
+    table: dict[str, int] = {}
+    codes = [[table.setdefault(text, len(table)) for text in row] for row in samples]
+    return {"texts": list(table), "codes": codes}
+
+
+def unpack_samples(packed: dict | list | None) -> list[list[str]] | None:
+    """The samples as :func:`pack_samples` stored them (a plain list of lists, as 0.3.0 stored them, too)."""
+    if not isinstance(packed, dict):
+        return packed
+    texts = packed["texts"]
+    return [[texts[code] for code in row] for row in packed["codes"]]
 
 
 def summary_line(result: ConditionResult) -> str:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import FtpeError
+from .cache_api import cache_kwargs, output_cache
+from .errors import ContextTooLong, FtpeError
 from .label_trie import LabelTrie, PackedBatch, build_trie, pack
 from .memory import out_of_memory
 from .model import context_limit
@@ -82,7 +83,7 @@ def check_fits(model, context_ids: list[list[int]], choice_ids: list[list[int]],
     longest = max(map(len, context_ids)) + max(map(len, choice_ids)) + virtual
     if limit is not None and longest > limit:
         index = max(range(len(context_ids)), key=lambda i: len(context_ids[i]))
-        raise FtpeError(f"Example {index}'s prompt is {longest} tokens with its label; the model reads at most "
+        raise ContextTooLong(f"Example {index}'s prompt is {longest} tokens with its label; the model reads at most "
                         f"{limit}. Use fewer demonstrations (--k), shorter texts or shorter instructions.")
 
 
@@ -136,8 +137,8 @@ def _score_packed(model, context_ids: list[list[int]], trie: LabelTrie, labels: 
     prefix_cache = None
     if prefix:  # instructions and shared demonstrations: run once, their key/value cache reused by every batch
         try:
-            prefix_cache = model(input_ids=torch.tensor([context_ids[0][:prefix]], device=device),
-                                 use_cache=True).past_key_values
+            prefix_cache = output_cache(model(input_ids=torch.tensor([context_ids[0][:prefix]], device=device),
+                                              use_cache=True))
         except torch.OutOfMemoryError:
             raise out_of_memory(f"scoring a batch of 1 (the {prefix}-token prefix shared by every prompt)",
                                 "a smaller --batch-size or dtype, or fewer demonstrations") from None
@@ -169,7 +170,7 @@ def _forward_packed(model, packed: PackedBatch, prefix_cache) -> torch.Tensor:
         cache.batch_repeat_interleave(len(packed.input_ids))
     try:
         return model(input_ids=packed.input_ids.to(device), attention_mask=packed.attention_mask.to(device),
-                     position_ids=packed.position_ids.to(device), past_key_values=cache, use_cache=cache is not None,
+                     position_ids=packed.position_ids.to(device), **cache_kwargs(cache), use_cache=cache is not None,
                      logits_to_keep=packed.keep.to(device)).logits
     except torch.OutOfMemoryError:
         raise out_of_memory(f"scoring a batch of {len(packed.input_ids)}", "a smaller --batch-size or dtype") \

@@ -27,7 +27,7 @@ from .adapters import Adapter, AdapterRegistry, attach, detach
 from .compare import CompareResult, ConditionContext, fewshot_condition_identity, parse_conditions, run_conditions
 from .config import Ftpe
 from .data import Examples, as_rows, load_examples, share_label_set
-from .errors import FtpeError
+from .errors import FtpeError, MaskedLog
 from .evaluation import Evaluator
 from .fewshot import FewShotConfig
 from .finetune.features import split_validation
@@ -44,7 +44,7 @@ from .prompting import PromptResult
 from .recording import RunRecorder
 from .records import adapter_fingerprint, data_fingerprint, versions
 from .runs import RunLog
-from .templates import ExampleTemplate, fill
+from .templates import ExampleTemplate, fill, template_fields
 
 _LOGGER = logging.getLogger("ftpe_magics")
 
@@ -62,6 +62,15 @@ class Session:
         self.embedding_cache: dict[str, dict] = {}
 
     # -- the parts, as the rest of the package and user code read them -------------------------------
+    @property
+    def log(self) -> Callable[[str], None]:
+        """Where the session's one-line notices go; every line has the credentials of any URI in it masked."""
+        return self._log
+
+    @log.setter
+    def log(self, log: Callable[[str], None]) -> None:
+        self._log = log if isinstance(log, MaskedLog) else MaskedLog(log)
+
     @property
     def config(self) -> Ftpe:
         return self.recorder.config
@@ -274,8 +283,16 @@ class Session:
         self.require_model()
         adapter = load_adapter(path, name or Path(path).expanduser().name, self.device, self.loaded_model.fingerprint)
         self._check_fits(adapter, path)
-        self.adapters.add(adapter)
+        self._add_adapter(adapter)
         return adapter
+
+    def _add_adapter(self, adapter: Adapter) -> None:
+        """Keep a new adapter; replacing the active one of that name leaves the base active, which is said."""
+        replaced_active = self.adapters.active == adapter.name
+        self.adapters.add(adapter)
+        if replaced_active:
+            self.log(f"Adapter {adapter.name!r} was active and is replaced by the new one: the base model is active "
+                     f"now (%ftpe use {adapter.name} activates the new one).")
 
     def _check_fits(self, adapter: Adapter, path: str) -> None:
         base = self.loaded_model.model
@@ -286,9 +303,9 @@ class Session:
                 raise FtpeError(f"The model in {path} has another architecture than the model loaded "
                                 "(its weights differ in names or shapes). Load its base model first.")
             return
-        self.adapters.use("base")
         try:
-            detach(attach(base, adapter), base)
+            with self.adapters.using("base"):  # tried on the bare base; whatever was active is active again after
+                detach(attach(base, adapter), base)
         except (RuntimeError, ValueError, KeyError) as error:
             lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
             first = next((line for line in lines if "size mismatch" in line), lines[0])[:140]
@@ -402,6 +419,9 @@ class Session:
             config, search_log = self._search_fewshot(config, eval_data, fewshot, evaluation, namespace)
         evaluator = self.evaluator(eval_data, evaluation, namespace)
         cache = self.recorder.condition_cache(evaluator, self.environment(), use=not evaluation.no_cache)
+        record = {**self.environment(), "template": body, "data": {"eval": data_fingerprint(eval_data),
+                  "train": data_fingerprint(train_data)}, "settings": _settings(fewshot, data, evaluation)}
+        cache.record_now = record  # each k of a sweep is kept as soon as it is scored
         ks = fewshot.sweep or [config.k]
         results: list = []
         try:
@@ -417,8 +437,6 @@ class Session:
         self.runs.keep_fewshot(config)
         result = CompareResult(results, eval_data.texts, title=config.name, search_log=search_log,
                                model_params=self.parameter_count())
-        record = {**self.environment(), "template": body, "data": {"eval": data_fingerprint(eval_data),
-                  "train": data_fingerprint(train_data)}, "settings": _settings(fewshot, data, evaluation)}
         self.recorder.record_comparison("fewshot", result, cache, record, name=name, sweep=bool(fewshot.sweep))
         return result
 
@@ -435,12 +453,19 @@ class Session:
         if leaked:
             self.log(f"Search: removed {leaked} training example(s) whose text is also in the eval set, before "
                      "drawing the validation split.")
+        if config.k > len(pool):
+            raise FtpeError(f"--k {config.k} is more than the {len(pool)} examples the search draws demonstrations "
+                            f"from (--train less its --val-split {fewshot.val_split:g}); use --k {len(pool)} or fewer.")
+        too_big = [k for k in fewshot.search_ks if k > len(pool)]
+        if too_big:
+            self.log(f"Search: --search-k {', '.join(map(str, too_big))} left out (more than the {len(pool)} examples "
+                     "the search draws from).")
         base = dataclasses.replace(config, train=pool)
         first = Candidate(config.k, config.select, config.seed)
         candidates = draw_candidates(fewshot.search, first, fewshot.search_ks, len(instructions), len(verbalizers),
                                      len(pool), evaluation.seed)
         val_evaluator = self.evaluator(val, dataclasses.replace(evaluation, limit=None), namespace)
-        return run_search(val_evaluator.fewshot, base, candidates, instructions, verbalizers)
+        return run_search(val_evaluator.fewshot, base, candidates, instructions, verbalizers, say=self.log)
 
     def compare(self, body: str, eval: Any, *, train: Any = None, compare: CompareOptions | None = None,
                 data: DataOptions | None = None, evaluation: EvalOptions | None = None,
@@ -463,11 +488,11 @@ class Session:
         record = {**self.environment(), "conditions": body, "settings": settings,
                   "data": {"eval": data_fingerprint(eval_data), "train": data_fingerprint(train_data)}}
         learning_curve = None
+        cache.record_now = record  # each result is kept as soon as it exists: a later line that fails costs none
         if train_data is None:
             results, not_run = run_conditions(context, evaluator, specs, cache)
         else:
             share_label_set(eval_data, train_data, data.labels)
-            cache.record_now = record  # a curve runs for long: each result is kept as soon as it exists
             learning_curve, not_run = self._curve(context, evaluator, specs, train_data, curve, evaluation, namespace,
                                                   cache)
             results = next((p.conditions for p in reversed(learning_curve.points) if p.repeat == 0), [])
@@ -485,7 +510,8 @@ class Session:
             return self._search_fewshot(config, evaluator.eval_data, options, evaluation, namespace)
 
         def train_one(name: str, template: ExampleTemplate, data: Examples, options: FinetuneOptions) -> Adapter:
-            return self._fit(name, template, *_held_out(data, options), options, [], LaunchOptions())
+            with self.adapters.using("base"):  # the adapter the user made active is active again after
+                return self._fit(name, template, *_held_out(data, options), options, [], LaunchOptions())
 
         return ConditionContext(self.adapters, self.runs.fewshot_configs, search_fewshot=search, train=train_one)
 
@@ -548,13 +574,15 @@ class Session:
         loaded = self.loaded_model
         checkpoints = self.recorder.checkpoints(name, finetune.method, loaded.source.model_id, loaded.fingerprint)
         try:
-            adapter = self._fit(name, template, train_data, val_data, finetune, list(observers), launch, checkpoints)
+            with self.adapters.using("base"):  # trained on the bare base; the adapter active before is active after
+                adapter = self._fit(name, template, train_data, val_data, finetune, list(observers), launch,
+                                    checkpoints)
         except BaseException:
             if checkpoints is not None:
                 checkpoints.failed()
             raise
         adapter.base_model_id, adapter.base_fingerprint = loaded.source.model_id, loaded.fingerprint
-        self.adapters.add(adapter)
+        self._add_adapter(adapter)
         self._record_finetune(adapter, body, train_data, val_data, (finetune, launch), checkpoints)
         return adapter
 
@@ -563,6 +591,10 @@ class Session:
              checkpoints: TrainingObserver | None = None) -> Adapter:
         """One training run, or a search of them (``--search``); ``checkpoints`` keeps the adapter on disk as it
         trains, or, after a search, the chosen trial's."""
+        unfilled = template_fields(template.instructions)
+        if unfilled:
+            raise FtpeError(f"The instructions above the example hold {{{unfilled[0]}}}, which a fine-tune does not "
+                            f"fill: write the text itself, or {{{{{unfilled[0]}}}}} for literal braces.")
         if options.search:
             adapter = self._search_finetune(name, template, train, val, options, observers, launch)
             if checkpoints is not None:

@@ -100,6 +100,9 @@ class RunStore:
                          "%config Ftpe.store = \"\" (runs are not recorded until then; everything else works).")
 
     def _open(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise self._fail("is a folder, not a file", "Point Ftpe.store at a file path in it, e.g. "
+                             f"{Path(self.shown) / 'runs.sqlite'}")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=_BUSY_SECONDS, isolation_level=None,

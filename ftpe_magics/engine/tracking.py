@@ -10,16 +10,54 @@ A tracking server that fails is one line; the run it was logging is kept in the 
 from __future__ import annotations
 
 import math
+import os
+import socket
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from .errors import FtpeError
+from .errors import FtpeError, mask_credentials
 
 EXPERIMENT = "ftpe_magics"
 _BATCH = 900  # MLflow takes up to 1000 metrics and 100 parameters per log_batch call
+REACH_TIMEOUT_S = 3.0  # how long the one reachability check of a tracking server may take
+# MLflow retries a failing HTTP request for minutes by default; here a request fails fast and tracking is skipped
+_FAST_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+def unreachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> str | None:
+    """Why an ``http(s)://`` tracking server cannot be reached (one TCP connect, ``timeout`` seconds), or None.
+
+    Checked once per URI before any MLflow call, so a server that is down costs seconds, not MLflow's minutes
+    of retries at every cell; other schemes (``sqlite:``, ``file:``, a folder) are local and not checked."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "its port is not a number"
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
+            return None
+    except OSError as error:
+        return error.strerror or type(error).__name__
+
+
+@contextmanager
+def failing_fast() -> Iterator[None]:
+    """MLflow's HTTP retries off and a short timeout, only around our own calls (a user's settings win)."""
+    added = {key: value for key, value in _FAST_FAILURE.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def _client(uri: str):
@@ -37,8 +75,12 @@ class MlflowTracker:
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.client = _client(uri)
-        found = self.client.get_experiment_by_name(EXPERIMENT)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(EXPERIMENT)
+        why = unreachable(uri)
+        if why is not None:
+            raise ConnectionError(f"{mask_credentials(uri)} is not reachable: {why}")
+        with failing_fast():
+            found = self.client.get_experiment_by_name(EXPERIMENT)
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(EXPERIMENT)
 
     def _log(self, run_id: str, params: dict[str, Any] = (), metrics: Iterable[tuple[str, float, int]] = ()) -> None:
         from mlflow.entities import Metric, Param
