@@ -294,12 +294,12 @@ class RunRecorder:
                 self._skip_tracking(uri, error)
         return self._tracker[1]
 
-    def _skip_tracking(self, uri: str, error: BaseException) -> None:
+    def _skip_tracking(self, uri: str, error: BaseException, what: str = "runs") -> None:
         self._tracker = (uri, None)
         reason = "stopped" if isinstance(error, KeyboardInterrupt) else \
             (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
-        self._say_once(mask_credentials(f"MLflow at {uri} could not be used ({reason}); tracking is off for this "
-                                        "session (set Ftpe.mlflow_uri again to retry). Results are kept here."))
+        self._say_once(mask_credentials(f"MLflow at {uri} could not log {what} ({reason}); tracking is off for "
+                                        "this session (set Ftpe.mlflow_uri again to retry). Results are kept here."))
 
     def track(self, what: str, call: Callable[[Any], Any]) -> None:
         """Log one run to MLflow; a failure or the stop button costs the log, never the result."""
@@ -312,4 +312,4 @@ class RunRecorder:
             with failing_fast():
                 call(tracker)
         except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - MLflow failing must not cost the result
-            self._skip_tracking(self.config.mlflow_uri, error)
+            self._skip_tracking(self.config.mlflow_uri, error, what)
