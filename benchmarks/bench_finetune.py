@@ -32,7 +32,7 @@ THROUGHPUT = {"examples": 512, "batch_size": 8, "max_steps": 48, "max_len": 128,
 
 
 def _train_rows(count: int, offset: int = 0) -> list[dict]:
-    from ftpe_magics.engine.data import load_examples
+    from ftpe_magics.engine.data.examples import load_examples
 
     data = load_examples(str(DATA / "train.tsv"), label_names=NAMES)
     return [{"text": row["text"], "label": label} for row, label in
@@ -48,7 +48,7 @@ def run_ours() -> dict:
     from ftpe_magics.engine.finetune import FinetuneOptions
     from ftpe_magics.engine.finetune.observers import TrainingObserver
     from ftpe_magics.engine.finetune.train import prepare, train_adapter
-    from ftpe_magics.engine.templates import ExampleTemplate
+    from ftpe_magics.engine.prompting.templates import ExampleTemplate
 
     class TokenCount(TrainingObserver):
         tokens = 0
@@ -159,7 +159,7 @@ def _clinc(train_size: int, dev_size: int) -> tuple[list[dict], list[dict]]:
     """A seeded share of CLINC150's training set (every intent) and the first dev examples."""
     import random
 
-    from ftpe_magics.engine.data import read_table
+    from ftpe_magics.engine.data.examples import read_table
 
     folder = DATA.parent / "clinc"
     train = read_table(folder / "train.tsv")

@@ -18,7 +18,7 @@ from common import median_seconds, report
 from IPython.core.interactiveshell import InteractiveShell
 
 from ftpe_magics import Session, get_session
-from ftpe_magics.engine.generation import render_prompts
+from ftpe_magics.engine.inference.generation import render_prompts
 
 TOPICS = ["the sea", "a long train journey", "learning to cook", "an old library", "a rainy city", "mountains",
           "a football match", "the first day of school"]

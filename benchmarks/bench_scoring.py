@@ -24,11 +24,11 @@ import numpy as np
 from common import report
 
 from ftpe_magics import Session
-from ftpe_magics.engine.data import Examples, load_examples
-from ftpe_magics.engine.fewshot import FewShotConfig, select_demos
-from ftpe_magics.engine.label_trie import build_trie
-from ftpe_magics.engine.scoring import label_logprobs, mean_pooled_embeddings, naive_label_logprobs
-from ftpe_magics.engine.templates import ExampleTemplate, assemble
+from ftpe_magics.engine.data.examples import Examples, load_examples
+from ftpe_magics.engine.inference.label_trie import build_trie
+from ftpe_magics.engine.inference.scoring import label_logprobs, mean_pooled_embeddings, naive_label_logprobs
+from ftpe_magics.engine.prompting.fewshot import FewShotConfig, select_demos
+from ftpe_magics.engine.prompting.templates import ExampleTemplate, assemble
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from common import report
 
 from ftpe_magics import Session
-from ftpe_magics.engine.data import load_examples
+from ftpe_magics.engine.data.examples import load_examples
 
 CONDITION = "zero: prompt Review: {text}\\nSentiment:"
 SST2_NAMES = "0=negative,1=positive"

@@ -21,7 +21,7 @@ from pathlib import Path
 from common import report
 
 from ftpe_magics import Session, TrainingObserver
-from ftpe_magics.engine.data import load_examples
+from ftpe_magics.engine.data.examples import load_examples
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2"
 TEMPLATE = "Review: {text}\nSentiment: {label}"

@@ -26,12 +26,12 @@ from .display.widgets import display_tabs
 from .engine.config import DEVICES, DTYPES
 from .engine.errors import FtpeError, mask_credentials
 from .engine.finetune.options import FinetuneOptions, LaunchOptions
-from .engine.generation import GenerationSettings
-from .engine.model import display_path
+from .engine.inference.generation import GenerationSettings
+from .engine.model.loading import display_path
+from .engine.model.placement import DEVICE_MAPS, QUANTIZE
 from .engine.options import CompareOptions, CurveOptions, DataOptions, EvalOptions, FewShotOptions
-from .engine.placement import DEVICE_MAPS, QUANTIZE
+from .engine.persistence.store import RUN_KINDS
 from .engine.session import Session
-from .engine.store import RUN_KINDS
 
 LINE_MAGICS = ("ftpe",)
 CELL_MAGICS = ("prompt", "fewshot", "compare", "finetune")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from fewshot_data import EVAL, POOL, TEMPLATE
 
-from ftpe_magics.engine.calibration import calibrated, content_free_bias, log_distribution
+from ftpe_magics.engine.prompting.calibration import calibrated, content_free_bias, log_distribution
 
 
 def test_a_content_free_input_scores_every_label_alike_after_calibration():
@@ -46,10 +46,10 @@ def test_a_calibrated_configuration_runs_in_compare(tiny_session):
 
 
 def test_calibration_is_part_of_the_cache_key(tiny_session):
-    from ftpe_magics.engine.data import load_examples
-    from ftpe_magics.engine.fewshot import FewShotConfig
-    from ftpe_magics.engine.result_cache import fewshot_identity
-    from ftpe_magics.engine.templates import ExampleTemplate
+    from ftpe_magics.engine.data.examples import load_examples
+    from ftpe_magics.engine.persistence.result_cache import fewshot_identity
+    from ftpe_magics.engine.prompting.fewshot import FewShotConfig
+    from ftpe_magics.engine.prompting.templates import ExampleTemplate
 
     pool = load_examples(POOL)
     plain = FewShotConfig("c", ExampleTemplate.from_body(TEMPLATE), pool, k=2)

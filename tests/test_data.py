@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ftpe_magics import FtpeError
-from ftpe_magics.engine.data import load_examples
+from ftpe_magics.engine.data.examples import load_examples
 
 ROWS = [{"text": "good", "label": 1}, {"text": "bad", "label": 0}, {"text": "fine", "label": 1}]
 

@@ -3,7 +3,7 @@
 import pytest
 
 from ftpe_magics import Session
-from ftpe_magics.engine.model import converted_folder, default_gguf_path
+from ftpe_magics.engine.model.loading import converted_folder, default_gguf_path
 
 pytestmark = pytest.mark.integration
 

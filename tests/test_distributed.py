@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
 from ftpe_magics import FtpeError, Session, TrainingObserver
 from ftpe_magics.engine.finetune.train import one_device
-from ftpe_magics.engine.placement import Placement, parse_max_memory
+from ftpe_magics.engine.model.placement import Placement, parse_max_memory
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 ROWS = ([{"text": f"the movie was great {i}", "label": "positive"} for i in range(16)]

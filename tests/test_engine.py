@@ -12,11 +12,11 @@ import torch
 
 from ftpe_magics import FtpeError, Session, TrainingObserver
 from ftpe_magics.arguments import build
-from ftpe_magics.engine.adapters import AdapterRegistry
+from ftpe_magics.engine.adapters.registry import AdapterRegistry
 from ftpe_magics.engine.finetune.methods import METHODS
 from ftpe_magics.engine.finetune.options import FinetuneOptions
-from ftpe_magics.engine.generation import GenerationSettings
-from ftpe_magics.engine.model import LoadedModel, resolve_source
+from ftpe_magics.engine.inference.generation import GenerationSettings
+from ftpe_magics.engine.model.loading import LoadedModel, resolve_source
 from ftpe_magics.engine.options import (
     CompareOptions,
     CurveOptions,
@@ -26,7 +26,7 @@ from ftpe_magics.engine.options import (
     flag_of,
     option_fields,
 )
-from ftpe_magics.engine.runs import RunLog
+from ftpe_magics.engine.run_log import RunLog
 from ftpe_magics.magics import FtpeMagics
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ftpe_magics"

@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 
 from ftpe_magics import FtpeError, Session, TrainingObserver, get_session
 from ftpe_magics.engine.finetune.callbacks import Supervisor
-from ftpe_magics.engine.model import converted_folder
+from ftpe_magics.engine.model.loading import converted_folder
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 ROWS = [{"text": t, "label": label} for t, label in [
@@ -265,7 +265,7 @@ def test_an_unreachable_tracking_server_is_said_once_without_its_password(tiny_s
 
 
 def test_the_stop_button_while_tracking_keeps_the_result(tiny_session, monkeypatch):
-    from ftpe_magics.engine import tracking
+    from ftpe_magics.engine.persistence import mlflow_tracking as tracking
 
     class Stopped:
         def __init__(self, uri):
@@ -285,7 +285,7 @@ def test_the_stop_button_while_tracking_keeps_the_result(tiny_session, monkeypat
 
 def _stop_scoring_at(monkeypatch, call: int, error: BaseException) -> list:
     """The stop button (or ``error``) at the ``call``-th few-shot scoring pass; returns the calls seen."""
-    from ftpe_magics.engine.evaluation import Evaluator
+    from ftpe_magics.engine.evaluation.evaluator import Evaluator
 
     original, calls = Evaluator.fewshot, []
 
@@ -308,7 +308,7 @@ def test_a_stopped_prompt_search_keeps_the_best_so_far_and_says_so(tiny_session,
     if where == "between candidates":
         _stop_scoring_at(monkeypatch, 3, KeyboardInterrupt())
     else:
-        from ftpe_magics.engine.evaluation import ConditionResult, Evaluator
+        from ftpe_magics.engine.evaluation.evaluator import ConditionResult, Evaluator
 
         original, calls = Evaluator.fewshot, []
 
@@ -388,7 +388,7 @@ def test_history_since_a_date_and_time_works_unquoted(shell, capsys):
 
 
 def test_identical_samples_are_stored_once():
-    from ftpe_magics.engine.records import pack_samples, unpack_samples
+    from ftpe_magics.engine.persistence.records import pack_samples, unpack_samples
 
     long_text = "the same long answer " * 50
     samples = [[long_text] * 100, [long_text, "other", long_text]]

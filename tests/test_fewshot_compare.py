@@ -4,10 +4,10 @@ from IPython.core.error import UsageError
 
 from ftpe_magics import FtpeError, get_session
 from ftpe_magics.display.html import compare_html
-from ftpe_magics.engine.compare import parse_conditions
-from ftpe_magics.engine.data import load_examples
-from ftpe_magics.engine.fewshot import FewShotConfig, overlapping, select_demos
-from ftpe_magics.engine.templates import ExampleTemplate
+from ftpe_magics.engine.data.examples import load_examples
+from ftpe_magics.engine.evaluation.comparison import parse_conditions
+from ftpe_magics.engine.prompting.fewshot import FewShotConfig, overlapping, select_demos
+from ftpe_magics.engine.prompting.templates import ExampleTemplate
 
 TRAIN = pd.read_csv("examples/data/reviews_train.csv")
 EVAL = pd.read_csv("examples/data/reviews_eval.csv")
@@ -47,7 +47,7 @@ def test_similar_selection_picks_nearest_per_query(tiny_session):
     train = load_examples([{"text": t, "label": "x"} for t in ["alpha beta", "gamma delta", "alpha beta gamma"]])
     eval_data = load_examples([{"text": "alpha beta", "label": "x"}, {"text": "gamma delta", "label": "x"}])
     config = FewShotConfig("s", ExampleTemplate("{text} {label}"), train, k=1, select="similar", allow_overlap=True)
-    from ftpe_magics.engine.scoring import mean_pooled_embeddings
+    from ftpe_magics.engine.inference.scoring import mean_pooled_embeddings
 
     demos = select_demos(config, eval_data, [0, 1, 2], 1,
                          embed=lambda texts: mean_pooled_embeddings(tiny_session.model, tiny_session.tokenizer, texts))
@@ -148,7 +148,7 @@ def test_fewshot_generation_task_has_free_text_references(tiny_session):
 
 def test_compare_checks_every_reference_before_running_anything(tiny_session, monkeypatch):
     ran = []
-    monkeypatch.setattr("ftpe_magics.engine.evaluation.Evaluator.prompt", lambda self, *a, **k: ran.append(a))
+    monkeypatch.setattr("ftpe_magics.engine.evaluation.evaluator.Evaluator.prompt", lambda self, *a, **k: ran.append(a))
     with pytest.raises(FtpeError, match="no few-shot configuration named 'missing'"):
         tiny_session.compare("zero: prompt Review: {text}\\nSentiment:\nfs: fewshot missing", EVAL)
     with pytest.raises(FtpeError, match="No adapter named 'gone'"):
@@ -157,7 +157,7 @@ def test_compare_checks_every_reference_before_running_anything(tiny_session, mo
 
 
 def test_similar_selection_embeds_the_pool_once(tiny_session, monkeypatch):
-    import ftpe_magics.engine.evaluation as evaluation
+    import ftpe_magics.engine.evaluation.evaluator as evaluation
 
     embedded = []
     real = evaluation.mean_pooled_embeddings

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ftpe_magics import FtpeError, GenerationSettings
-from ftpe_magics.engine.generation import generate_texts, length_sorted_batches
+from ftpe_magics.engine.inference.generation import generate_texts, length_sorted_batches
 
 PROMPTS = ["a", "the movie was great and i loved it", "bb good", "what is the weather like", "x y"]
 

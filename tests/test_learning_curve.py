@@ -7,10 +7,10 @@ import torch
 from fewshot_data import EVAL, POOL
 
 from ftpe_magics import FtpeError
-from ftpe_magics.engine.evaluation import ConditionResult
-from ftpe_magics.engine.learning_curve import CurvePoint, LearningCurve, nested_draws, usable_pool
-from ftpe_magics.engine.records import data_fingerprint
-from ftpe_magics.engine.stats import mcnemar_p
+from ftpe_magics.engine.evaluation.evaluator import ConditionResult
+from ftpe_magics.engine.evaluation.learning_curve import CurvePoint, LearningCurve, nested_draws, usable_pool
+from ftpe_magics.engine.evaluation.stats import mcnemar_p
+from ftpe_magics.engine.persistence.records import data_fingerprint
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 BODY = ("zero: prompt Review: {text}\\nSentiment:\n"
@@ -38,7 +38,7 @@ def _condition(label: str, kind: str, correct: list[bool]) -> ConditionResult:
 
 def test_draws_are_nested_seeded_and_differ_between_repeats(data):
     train, eval_rows = data
-    from ftpe_magics.engine.data import load_examples
+    from ftpe_magics.engine.data.examples import load_examples
 
     pool = load_examples(train, "text", "label", None, None, what="--train")
     first, again, other = (nested_draws(pool, [4, 8, 16], seed) for seed in (0, 0, 1))
@@ -50,7 +50,7 @@ def test_draws_are_nested_seeded_and_differ_between_repeats(data):
 
 
 def test_the_leakage_guard_removes_planted_eval_examples_before_drawing(data):
-    from ftpe_magics.engine.data import load_examples
+    from ftpe_magics.engine.data.examples import load_examples
 
     train, eval_rows = data
     planted = load_examples(train + eval_rows[:2], "text", "label", None, None, what="--train")

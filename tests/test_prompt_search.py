@@ -6,9 +6,9 @@ import pytest
 from fewshot_data import EVAL, POOL, TEMPLATE
 
 from ftpe_magics import FtpeError
-from ftpe_magics.engine.data import load_examples
-from ftpe_magics.engine.evaluation import Evaluator
-from ftpe_magics.engine.prompt_search import search_split
+from ftpe_magics.engine.data.examples import load_examples
+from ftpe_magics.engine.evaluation.evaluator import Evaluator
+from ftpe_magics.engine.evaluation.prompt_search import search_split
 
 
 def test_the_leakage_guard_removes_eval_texts_before_the_split():
@@ -64,8 +64,8 @@ def tiny_session_options():
 
 
 def _config(**changes):
-    from ftpe_magics.engine.fewshot import FewShotConfig
-    from ftpe_magics.engine.templates import ExampleTemplate
+    from ftpe_magics.engine.prompting.fewshot import FewShotConfig
+    from ftpe_magics.engine.prompting.templates import ExampleTemplate
 
     return FewShotConfig("c", ExampleTemplate.from_body(TEMPLATE), load_examples(POOL), k=2, select="balanced",
                          **changes)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ftpe_magics.engine.cache_api import cache_field
-from ftpe_magics.engine.scoring import label_logprobs, naive_label_logprobs
+from ftpe_magics.engine.inference.kv_cache import cache_field
+from ftpe_magics.engine.inference.scoring import label_logprobs, naive_label_logprobs
 
 PREFIX = "Classify the review.\n\nReview: great fun\nSentiment: positive\n\nReview: so dull\nSentiment: negative\n\n"
 TEXTS = ["a", "the movie was great and i loved it", "bb good", "awful , boring and long", "x"]
@@ -38,7 +38,7 @@ def test_prefix_is_computed_once_and_reused(tiny_session, monkeypatch):
 
 
 def test_token_budget_batches():
-    from ftpe_magics.engine.scoring import token_budget_batches
+    from ftpe_magics.engine.inference.scoring import token_budget_batches
 
     assert token_budget_batches([10, 9, 5, 5, 5], batch_size=8, budget=20) == [[0, 1], [2, 3, 4]]
     assert token_budget_batches([3, 3, 3], batch_size=2, budget=100) == [[0, 1], [2]]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ftpe_magics.engine import scoring
-from ftpe_magics.engine.label_trie import build_trie
-from ftpe_magics.engine.scoring import label_logprobs, naive_label_logprobs
+from ftpe_magics.engine.inference import scoring
+from ftpe_magics.engine.inference.label_trie import build_trie
+from ftpe_magics.engine.inference.scoring import label_logprobs, naive_label_logprobs
 
 PREFIX = "Classify the review.\n\nReview: great fun\nSentiment: positive\n\nReview: so dull\nSentiment: negative\n\n"
 TEXTS = ["a", "the movie was great and i loved it", "bb good", "awful , boring and long", "x", "play some music"]
@@ -106,7 +106,7 @@ def test_trie_shares_leading_tokens():
 
 
 def test_generation_scored_by_its_first_line_stops_there(tiny_session):
-    from ftpe_magics.engine.generation import GenerationSettings, _FirstLine, generate_texts
+    from ftpe_magics.engine.inference.generation import GenerationSettings, _FirstLine, generate_texts
 
     tokenizer = tiny_session.tokenizer
     prompt = tokenizer("Review: a", return_tensors="pt")["input_ids"]

@@ -1,8 +1,14 @@
 import pytest
 
 from ftpe_magics import FtpeError
-from ftpe_magics.engine.metrics import contains, exact_match, regex_match, resolve_metric, token_f1
-from ftpe_magics.engine.stats import bootstrap_interval, macro_f1, mcnemar_p, modal_agreement, per_label_scores
+from ftpe_magics.engine.evaluation.metrics import contains, exact_match, regex_match, resolve_metric, token_f1
+from ftpe_magics.engine.evaluation.stats import (
+    bootstrap_interval,
+    macro_f1,
+    mcnemar_p,
+    modal_agreement,
+    per_label_scores,
+)
 
 
 def test_mcnemar_exact_values():

@@ -15,9 +15,9 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from ftpe_magics import Session
-from ftpe_magics.engine import evaluation
+from ftpe_magics.engine.evaluation import evaluator as evaluation
 from ftpe_magics.engine.errors import FtpeError
-from ftpe_magics.engine.store import SCHEMA_VERSION, RunStore
+from ftpe_magics.engine.persistence.store import SCHEMA_VERSION, RunStore
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 TRAIN = [{"text": t, "label": lab} for t, lab in [
@@ -155,7 +155,7 @@ def test_a_killed_kernel_leaves_its_best_adapter_on_disk(tiny_model_dir, tmp_pat
 
 _WRITER = """
 import sys
-from ftpe_magics.engine.store import RunStore
+from ftpe_magics.engine.persistence.store import RunStore
 store = RunStore(sys.argv[1])
 for index in range({count}):
     store.add_run("prompt", {{"model": "m", "writer": sys.argv[2]}}, {{"outputs": [["x" * 200]]}}, name=sys.argv[2])

@@ -31,7 +31,7 @@ def test_a_store_written_by_0_3_0_lists_every_run(tmp_path):
 
 def test_a_store_written_by_0_3_0_rebuilds_each_run_as_it_was_shown(tmp_path):
     session = _old_store(tmp_path)
-    ids = dict(zip(session.history_table()["kind"][::-1], session.history_table()["id"][::-1]))
+    ids = dict(zip(session.history_table()["kind"][::-1], session.history_table()["id"][::-1], strict=True))
     view, prompt = session.stored_run(int(ids["prompt"]))
     assert view == "prompt" and isinstance(prompt, PromptResult)
     assert prompt.name == "hello" and prompt.prompts == ["Say hi"]

@@ -1,7 +1,7 @@
 import pytest
 
 from ftpe_magics import FtpeError
-from ftpe_magics.engine.templates import fill, template_fields, unescape_newlines
+from ftpe_magics.engine.prompting.templates import fill, template_fields, unescape_newlines
 
 
 def test_fills_names_from_namespace():

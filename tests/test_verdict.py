@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ftpe_magics.engine.compare import CompareResult
-from ftpe_magics.engine.evaluation import ConditionResult
-from ftpe_magics.engine.stats import mcnemar_p
-from ftpe_magics.engine.verdict import paired_gap_interval
+from ftpe_magics.engine.evaluation.comparison import CompareResult
+from ftpe_magics.engine.evaluation.evaluator import ConditionResult
+from ftpe_magics.engine.evaluation.stats import mcnemar_p
+from ftpe_magics.engine.evaluation.verdict import paired_gap_interval
 
 N = 100
 REFERENCES = ["yes" if i % 2 else "no" for i in range(N)]

@@ -9,8 +9,8 @@ from typing import Any
 
 def register_formatters(shell: Any) -> None:
     """Teach IPython to show engine results as static HTML; the engine itself never imports the display."""
-    from ..engine.compare import CompareResult
-    from ..engine.prompting import PromptResult
+    from ..engine.evaluation.comparison import CompareResult
+    from ..engine.prompting.prompt_result import PromptResult
     from .html import compare_html, prompt_result_html
 
     formatter = shell.display_formatter.formatters["text/html"]

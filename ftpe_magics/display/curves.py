@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from ..engine.learning_curve import LearningCurve
+from ..engine.evaluation.learning_curve import LearningCurve
 from .plots import img_tag, learning_curve_plot, trials_plot
 
 _NOTE = "color:gray"

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.compare import CompareResult
-from ..engine.evaluation import ConditionResult
-from ..engine.prompting import PromptResult
-from ..engine.stats import confusion, per_label_scores
+from ..engine.evaluation.comparison import CompareResult
+from ..engine.evaluation.evaluator import ConditionResult
+from ..engine.evaluation.stats import confusion, per_label_scores
+from ..engine.prompting.prompt_result import PromptResult
 from .plots import accuracy_bars, accuracy_vs_k, img_tag
 
 _GOOD, _BAD = "background:#e6f4ea", "background:#fce8e6"

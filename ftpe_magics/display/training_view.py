@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..engine.finetune.observers import TrainingObserver, TrainingPlan
-from ..engine.memory import human_bytes
+from ..engine.model.memory import human_bytes
 from .plots import img_tag, new_figure, png_bytes
 
 

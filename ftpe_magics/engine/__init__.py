@@ -5,18 +5,18 @@ notebook, a script, a test or a ``torchrun`` worker. Result objects render thems
 through ``ftpe_magics.display``, imported only when something is rendered.
 """
 
-from .adapters import Adapter, AdapterRegistry
-from .compare import CompareResult
+from .adapters.registry import Adapter, AdapterRegistry
 from .config import Ftpe
 from .errors import FtpeError
-from .evaluation import ConditionResult
+from .evaluation.comparison import CompareResult
+from .evaluation.evaluator import ConditionResult
 from .finetune.observers import TrainingObserver, TrainingPlan
 from .finetune.options import FinetuneOptions
-from .generation import GenerationSettings
-from .model import LoadedModel
+from .inference.generation import GenerationSettings
+from .model.loading import LoadedModel
 from .options import CompareOptions, DataOptions, EvalOptions, FewShotOptions
-from .prompting import PromptResult
-from .runs import RunLog
+from .prompting.prompt_result import PromptResult
+from .run_log import RunLog
 from .session import Session, get_session
 
 __all__ = ["Adapter", "AdapterRegistry", "CompareOptions", "CompareResult", "ConditionResult", "DataOptions",

@@ -22,29 +22,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .adapter_files import load_adapter, save_adapter
-from .adapters import Adapter, AdapterRegistry, attach, detach
-from .compare import CompareResult, ConditionContext, fewshot_condition_identity, parse_conditions, run_conditions
+from .adapters.files import load_adapter, save_adapter
+from .adapters.registry import Adapter, AdapterRegistry, attach, detach
 from .config import Ftpe
-from .data import Examples, as_rows, load_examples, share_label_set
+from .data.examples import Examples, as_rows, load_examples, share_label_set
 from .errors import FtpeError, MaskedLog
-from .evaluation import Evaluator
-from .fewshot import FewShotConfig
+from .evaluation.comparison import (
+    CompareResult,
+    ConditionContext,
+    fewshot_condition_identity,
+    parse_conditions,
+    run_conditions,
+)
+from .evaluation.evaluator import Evaluator
+from .evaluation.learning_curve import LearningCurve, run_curve, usable_pool
+from .evaluation.metrics import resolve_metric
 from .finetune.features import split_validation
 from .finetune.observers import TrainingObserver
 from .finetune.options import FinetuneOptions, LaunchOptions
-from .generation import GenerationSettings, generate_texts
-from .learning_curve import LearningCurve, run_curve, usable_pool
-from .metrics import resolve_metric
-from .model import LoadedModel, check_reachable, folder_for, resolve_device, resolve_dtype, resolve_source
-from .model import display_path as _display_path
+from .inference.generation import GenerationSettings, generate_texts
+from .model.loading import LoadedModel, check_reachable, folder_for, resolve_device, resolve_dtype, resolve_source
+from .model.loading import display_path as _display_path
+from .model.placement import Placement
 from .options import CompareOptions, CurveOptions, DataOptions, EvalOptions, FewShotOptions, with_config_defaults
-from .placement import Placement
-from .prompting import PromptResult
-from .recording import RunRecorder
-from .records import adapter_fingerprint, data_fingerprint, versions
-from .runs import RunLog
-from .templates import ExampleTemplate, fill, template_fields
+from .persistence.recorder import RunRecorder
+from .persistence.records import adapter_fingerprint, data_fingerprint, versions
+from .prompting.fewshot import FewShotConfig
+from .prompting.prompt_result import PromptResult
+from .prompting.templates import ExampleTemplate, fill, template_fields
+from .run_log import RunLog
 
 _LOGGER = logging.getLogger("ftpe_magics")
 
@@ -270,7 +276,7 @@ class Session:
         as the adapter folder ``save_adapter`` writes; returns the folder."""
         if not merged:
             return self.save_adapter(name, path)
-        from .export import export_merged
+        from .adapters.export import export_merged
 
         self.require_model()
         folder, replaced = export_merged(self.base_model, self.tokenizer, self.adapters.require(name), path)
@@ -333,7 +339,7 @@ class Session:
         prompts."""
         import pandas as pd
 
-        from .recording import parse_since
+        from .persistence.recorder import parse_since
 
         parse_since(since)  # a bad --since is an error whether or not the store is on
         if self.config.store:
@@ -444,7 +450,7 @@ class Session:
                         evaluation: EvalOptions, namespace: Mapping[str, Any] | None) -> tuple[FewShotConfig, list]:
         """``--search N``: candidates scored on a validation split of the pool (the eval set is not read); the
         best configuration, drawing from the pool the search used, and the search log."""
-        from .prompt_search import Candidate, check_verbalizers, draw_candidates, run_search, search_split
+        from .evaluation.prompt_search import Candidate, check_verbalizers, draw_candidates, run_search, search_split
 
         instructions = _variable_list(fewshot.instructions, "--instructions", namespace, str)
         verbalizers = check_verbalizers(_variable_list(fewshot.verbalizers, "--verbalizers", namespace, dict),

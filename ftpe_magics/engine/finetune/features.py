@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 
-from ..data import Examples
+from ..data.examples import Examples
 from ..errors import FtpeError
-from ..templates import ExampleTemplate, formatted_pair, template_fields
+from ..prompting.templates import ExampleTemplate, formatted_pair, template_fields
 
 
 def build_features(tokenizer, template: ExampleTemplate, data: Examples, chat: bool, loss: str,

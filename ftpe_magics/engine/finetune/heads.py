@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import FtpeError
-from ..scoring import pooled, pooled_features
+from ..inference.scoring import pooled, pooled_features
 
 
 @dataclass

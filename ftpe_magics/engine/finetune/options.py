@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import FtpeError
+from ..inference.scoring import POOLS
 from ..options import check_ranges, option
-from ..scoring import POOLS
 from .distributed import STRATEGIES
 from .methods import METHODS, default_lr
 

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from ..adapters import Adapter, detach, peft_state
-from ..data import Examples
+from ..adapters.registry import Adapter, detach, peft_state
+from ..data.examples import Examples
 from ..errors import FtpeError
-from ..memory import out_of_memory
-from ..scoped import global_rngs_kept, quiet_library_notices, seeded
-from ..scoring import label_logprobs
-from ..templates import ExampleTemplate, scoring_inputs
+from ..inference.scoring import label_logprobs
+from ..model.memory import out_of_memory
+from ..model.scoped import global_rngs_kept, quiet_library_notices, seeded
+from ..prompting.templates import ExampleTemplate, scoring_inputs
 from .callbacks import CountingCollator, Reporter, StopOnInterrupt, Supervisor, Unfreeze, layer_groups
 from .distributed import distributed_world, my_share, strategy_arguments, summed
 from .features import build_features, check_max_len

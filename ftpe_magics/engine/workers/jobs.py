@@ -21,11 +21,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..data import Examples
+from ..data.examples import Examples
 from ..finetune.options import FinetuneOptions, LaunchOptions
 from ..finetune.train import TrainingJob
-from ..records import data_fingerprint, digest
-from ..templates import ExampleTemplate
+from ..persistence.records import data_fingerprint, digest
+from ..prompting.templates import ExampleTemplate
 
 JOB_FILE, PROGRESS, STOP, ERRORS, CHECKPOINT, ADAPTER, LOG = ("job.json", "progress.jsonl", "stop", "errors",
                                                               "checkpoint", "adapter", "launcher.log")

@@ -21,15 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..adapter_files import load_adapter
-from ..adapters import Adapter
+from ..adapters.files import load_adapter
+from ..adapters.registry import Adapter
 from ..errors import FtpeError
 from ..finetune.methods import COPY_METHODS, is_classifier
 from ..finetune.observers import Observers, TrainingHistory, TrainingObserver
 from ..finetune.options import FinetuneOptions, LaunchOptions
 from ..finetune.train import TrainingJob
-from ..memory import free_accelerator_memory
-from ..model import DTYPE_NAMES, display_path
+from ..model.loading import DTYPE_NAMES, display_path
+from ..model.memory import free_accelerator_memory
 from .jobs import ADAPTER, CHECKPOINT, ERRORS, JOB_FILE, LOG, PROGRESS, STOP, job_folder, node_folder, write_job
 from .progress import ProgressReader
 

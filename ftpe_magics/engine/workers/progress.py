@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..adapter_files import save_adapter
+from ..adapters.files import save_adapter
 from ..finetune.observers import TrainingObserver, TrainingPlan
 
 

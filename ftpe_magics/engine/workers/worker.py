@@ -19,8 +19,8 @@ import torch
 
 from ..errors import FtpeError
 from ..finetune.train import train_adapter
-from ..model import ModelSource, load_pretrained, resolve_dtype
-from ..placement import Placement
+from ..model.loading import ModelSource, load_pretrained, resolve_dtype
+from ..model.placement import Placement
 from .jobs import ADAPTER, CHECKPOINT, ERRORS, JOB_FILE, PROGRESS, STOP, read_job
 from .progress import ProgressWriter
 

@@ -1,0 +1,163 @@
+"""``%%fewshot --search N``: the prompt side's fair search, on a validation split carved from the training pool.
+
+A few-shot prompt is only as good as the choices behind it (which demonstrations, how many, in which order,
+which instruction, which words for the labels), and one unsearched draw can move accuracy by many points. The
+search tries N candidate configurations on a validation split of ``--train``, keeps the best and scores only
+that one on ``--eval``. The eval set is never read while searching: eval texts are first removed from the pool
+(the leakage guard), then the split is drawn (seeded), and candidates are scored on the split alone.
+
+The space is small and discrete, and each candidate is one scoring pass, so candidates are drawn at random
+(seeded, without repeats); the first is always the configuration the options describe, so the search never
+keeps something worse on validation than the unsearched prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..data.examples import Examples
+from ..errors import ContextTooLong, FtpeError
+from ..options import SELECTIONS
+from ..prompting.fewshot import FewShotConfig, overlapping
+from ..prompting.templates import ExampleTemplate
+from .evaluator import ConditionResult
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the space; ``instruction`` and ``verbalizer`` index the lists given (0: the template's own
+    instructions, the labels as they are)."""
+
+    k: int
+    select: str
+    seed: int
+    instruction: int = 0
+    verbalizer: int = 0
+
+
+def check_verbalizers(verbalizers: Sequence[Mapping[str, str]], label_set: list[str]) -> list[dict[str, str]]:
+    """Each verbalizer maps every label to a distinct, non-empty word."""
+    checked = []
+    for number, words in enumerate(verbalizers, 1):
+        if not isinstance(words, Mapping):
+            raise FtpeError(f"--verbalizers: item {number} is not a dict of label -> word, e.g. "
+                            "{'positive': 'great', 'negative': 'terrible'}.")
+        words = {str(label): str(word).strip() for label, word in words.items()}
+        missing = [label for label in label_set if not words.get(label)]
+        if missing:
+            raise FtpeError(f"--verbalizers: item {number} gives no word for label {missing[0]!r}; give one for "
+                            f"each of {', '.join(label_set)}.")
+        chosen = [words[label] for label in label_set]
+        if len(set(chosen)) < len(chosen):
+            raise FtpeError(f"--verbalizers: item {number} gives two labels the same word; the words must differ.")
+        checked.append({label: words[label] for label in label_set})
+    return checked
+
+
+def search_split(train: Examples, eval_data: Examples, val_split: float, seed: int) -> tuple[Examples, Examples, int]:
+    """The pool the candidates draw from and the validation split they are scored on, with the number of
+    training examples removed because their text is also in the eval set (removed before the split)."""
+    _, leaked = overlapping(train, eval_data)
+    kept = [index for index in range(len(train)) if index not in leaked]
+    random.Random(seed).shuffle(kept)
+    size = round(len(kept) * val_split)
+    if size < 2 or len(kept) - size < 1:
+        raise FtpeError(f"--val-split {val_split:g} of {len(kept)} usable training examples leaves "
+                        f"{size} for validation and {len(kept) - size} to draw from; the search needs both (a "
+                        "bigger --train, or another --val-split).")
+    return train.subset(sorted(kept[size:])), train.subset(sorted(kept[:size])), len(leaked)
+
+
+def draw_candidates(count: int, first: Candidate, ks: list[int], instructions: int, verbalizers: int,
+                    pool_size: int, seed: int) -> list[Candidate]:
+    """``count`` distinct candidates, the options' own configuration first."""
+    ks = [k for k in ks if k <= pool_size] or [min(first.k, pool_size)]
+    rng = random.Random(seed)
+    chosen = [dataclasses.replace(first, k=min(first.k, pool_size))]
+    for _ in range(count * 50):  # the seed axis is unbounded: distinct candidates are never scarce
+        if len(chosen) >= count:
+            break
+        candidate = Candidate(rng.choice(ks), rng.choice(SELECTIONS), rng.randrange(10_000),
+                              rng.randrange(instructions + 1), rng.randrange(verbalizers + 1))
+        if candidate not in chosen:
+            chosen.append(candidate)
+    return chosen
+
+
+def configure(base: FewShotConfig, candidate: Candidate, instructions: Sequence[str],
+              verbalizers: Sequence[dict[str, str]]) -> FewShotConfig:
+    """The few-shot configuration a candidate stands for."""
+    template = base.template
+    if candidate.instruction:
+        template = ExampleTemplate(template.template, instructions[candidate.instruction - 1])
+    return dataclasses.replace(base, k=candidate.k, select=candidate.select, seed=candidate.seed, template=template,
+                               verbalizer=verbalizers[candidate.verbalizer - 1] if candidate.verbalizer else None)
+
+
+def _row(number: int, candidate: Candidate, config: FewShotConfig, status: str,
+         result: ConditionResult | None = None) -> dict[str, Any]:
+    return {"candidate": number, "k": candidate.k, "select": candidate.select, "seed": candidate.seed,
+            "instruction": _short(config.template.instructions),
+            "label_words": "/".join(config.verbalizer.values()) if config.verbalizer else "(labels)",
+            "val_accuracy": result.accuracy if result else float("nan"),
+            "prompt_tokens": result.mean_prompt_tokens if result else float("nan"), "status": status}
+
+
+def run_search(score: Callable[[str, FewShotConfig], ConditionResult], base: FewShotConfig,
+               candidates: list[Candidate], instructions: Sequence[str], verbalizers: Sequence[dict[str, str]],
+               say: Callable[[str], None] = lambda message: None) -> tuple[FewShotConfig, list[dict[str, Any]]]:
+    """Score every candidate on the validation split; the best (ties: fewer prompt tokens, then the earlier)
+    and the search log, one row per candidate tried.
+
+    A candidate whose prompt is longer than the model reads is logged as ``too long`` and skipped. The stop
+    button, in a forward pass or between candidates, ends the search: the best candidate so far is kept and
+    the output says after how many of the candidates it stopped."""
+    log: list[dict[str, Any]] = []
+    best: tuple[float, float, int] | None = None
+    stopped = False
+    for number, candidate in enumerate(candidates):
+        config = configure(base, candidate, instructions, verbalizers)
+        try:
+            result = score(f"candidate {number}", config)
+        except ContextTooLong:
+            log.append(_row(number, candidate, config, "too long"))
+            continue
+        except KeyboardInterrupt:
+            stopped = True
+            break
+        if result.interrupted:
+            stopped = True
+            break
+        log.append(_row(number, candidate, config, "scored", result))
+        key = (result.accuracy, -result.mean_prompt_tokens, -number)
+        if best is None or key > best:
+            best = key
+    if best is None:
+        reason = "Stopped before any candidate was scored" if stopped else \
+            "Every candidate's prompt is longer than the model reads"
+        raise FtpeError(f"{reason}: nothing was searched. Use a smaller --search-k or shorter texts.")
+    _say_summary(say, log, len(candidates), stopped)
+    winner = -best[2]
+    for row in log:
+        row["best"] = row["candidate"] == winner
+    return configure(base, candidates[winner], instructions, verbalizers), log
+
+
+def _say_summary(say: Callable[[str], None], log: list[dict[str, Any]], total: int, stopped: bool) -> None:
+    skipped = sum(row["status"] == "too long" for row in log)
+    if skipped:
+        say(f"Search: skipped {skipped} candidate(s) whose prompt is longer than the model reads (logged as 'too "
+            "long').")
+    if stopped:
+        scored = sum(row["status"] == "scored" for row in log)
+        say(f"Search stopped after {len(log)} of {total} candidates ({scored} scored); the best so far is kept and "
+            "used.")
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return "(none)" if not text else text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,124 @@
+"""``result.verdict()``: the comparison's answer to "prompt or fine-tune?", in sentences.
+
+Every number in a sentence is one of the comparison's table (accuracy, its interval, McNemar p, consistency,
+order spread, prompt tokens, latency, training time), or computed from two of them in a way the sentence
+states (a difference, a ratio), so a reader can trace each claim to the table above it. When the two sides
+are not significantly different the verdict says so, whatever the point estimates are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .stats import bootstrap_interval, mcnemar_p
+
+if TYPE_CHECKING:
+    from .evaluator import ConditionResult
+
+PROMPT_KINDS = ("prompt", "cot", "fewshot", "base")
+FINETUNE_KINDS = ("adapter", "finetune")
+ALPHA = 0.05
+
+
+@dataclass
+class Verdict:
+    """The sentences, and the numbers they were written from (``numbers``), for tests and for tools."""
+
+    sentences: list[str]
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return "\n".join(self.sentences)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(str(self))
+
+
+def paired_gap_interval(better: list[bool], other: list[bool]) -> tuple[float, float]:
+    """95% bootstrap interval of the accuracy difference on the same examples (the per-example differences are
+    resampled, so each example's pair stays together)."""
+    return bootstrap_interval(np.asarray(better, float) - np.asarray(other, float))
+
+
+def _best(conditions: list[ConditionResult], kinds: tuple[str, ...]) -> ConditionResult | None:
+    scored = [c for c in conditions if c.kind in kinds and not c.interrupted]
+    return max(scored, key=lambda c: c.accuracy) if scored else None
+
+
+def _described(side: str, result: ConditionResult) -> str:
+    low, high = result.interval
+    spec = result.spec.replace("\n", "\\n")  # a template's newline, written as the cell writes it
+    return (f"Best {side}: {result.condition} ({spec}), accuracy {result.accuracy:.3f} "
+            f"(95% CI {low:.3f}-{high:.3f}, n={result.n}).")
+
+
+def _consistency(prompt: ConditionResult, finetune: ConditionResult, draws: dict[str, tuple[int, float]]) -> str:
+    def one(result: ConditionResult) -> str:
+        parts = []
+        if result.consistency is not None:
+            parts.append(f"agreement across samples {result.consistency:.3f}")
+        if result.order_accuracies:
+            parts.append(f"accuracy spread across demonstration orders {np.std(result.order_accuracies):.3f}")
+        if result.condition in draws:
+            count, spread = draws[result.condition]
+            parts.append(f"accuracy spread across {count} draws of the training data {spread:.3f}")
+        return ", ".join(parts) or "not measured (--samples N, or --orders N for a few-shot prompt)"
+
+    return f"Consistency: {prompt.condition}: {one(prompt)}; {finetune.condition}: {one(finetune)}."
+
+
+def break_even(prompt: ConditionResult, finetune: ConditionResult) -> tuple[str, float | None]:
+    """How many queries until the fine-tune's training time is paid back by its cheaper queries on this machine."""
+    tokens_saved = prompt.mean_prompt_tokens - finetune.mean_prompt_tokens
+    seconds_saved = (prompt.latency_ms - finetune.latency_ms) / 1000
+    saved = f"{finetune.condition} reads {tokens_saved:.0f} fewer prompt tokens per query"
+    if tokens_saved < 0:
+        saved = f"{finetune.condition} reads {-tokens_saved:.0f} more prompt tokens per query"
+    if not finetune.train_seconds:
+        return f"Break-even: {saved}; its training time is not known (an adapter loaded from disk).", None
+    if seconds_saved <= 0:
+        return (f"Break-even: never on this machine: {saved}, and its queries are not faster "
+                f"({finetune.latency_ms:.1f} ms against {prompt.latency_ms:.1f} ms), so its "
+                f"{finetune.train_seconds:.0f} s of training is not paid back."), None
+    queries = finetune.train_seconds / seconds_saved
+    return (f"Break-even: {saved} and answers {1000 * seconds_saved:.1f} ms faster "
+            f"({finetune.latency_ms:.1f} against {prompt.latency_ms:.1f} ms per query); its "
+            f"{finetune.train_seconds:.0f} s of training is paid back after {queries:,.0f} queries on this "
+            "machine."), queries
+
+
+def _recommendation(prompt: ConditionResult, finetune: ConditionResult, gap: float, p: float) -> str:
+    if p >= ALPHA:
+        return (f"Recommendation: no significant difference (p = {p:.3g} >= {ALPHA}); prefer the prompt, which "
+                "needs no training and no adapter to serve, unless its cost per query decides otherwise.")
+    winner, loser = (finetune, prompt) if gap > 0 else (prompt, finetune)
+    return (f"Recommendation: {winner.condition} (the {'fine-tune' if winner is finetune else 'prompt'}), "
+            f"significantly more accurate than {loser.condition} by {abs(gap) * 100:.1f} points (p = {p:.3g}).")
+
+
+def verdict(conditions: list[ConditionResult], crossover: str | None = None,
+            draws: dict[str, tuple[int, float]] | None = None) -> Verdict:
+    """The sentences for a comparison's conditions; ``crossover`` is the learning curve's sentence when one ran,
+    ``draws`` its repeats at the largest size: condition -> (draws, standard deviation of their accuracies)."""
+    prompt, finetune = _best(conditions, PROMPT_KINDS), _best(conditions, FINETUNE_KINDS)
+    if prompt is None or finetune is None:
+        missing = "prompting condition" if prompt is None else "fine-tune (adapter NAME, or finetune METHOD ...)"
+        return Verdict([f"No verdict: the comparison has no {missing} that ran to the end; a verdict needs both "
+                        "sides."])
+    gap = finetune.accuracy - prompt.accuracy
+    low, high = paired_gap_interval(finetune.correct, prompt.correct)
+    p = mcnemar_p(finetune.correct, prompt.correct)
+    even, queries = break_even(prompt, finetune)
+    sentences = [_described("prompt", prompt), _described("fine-tune", finetune),
+                 f"Gap: the fine-tune's accuracy minus the prompt's is {gap:+.3f} (95% CI {low:+.3f} to {high:+.3f}, "
+                 f"paired bootstrap); exact McNemar test on the same {finetune.n} examples: p = {p:.3g}"
+                 f" ({'significant' if p < ALPHA else 'not significant'} at {ALPHA}).",
+                 _consistency(prompt, finetune, draws or {}),
+                 crossover or "Crossover: not measured (%%compare --train VAR --sizes ... runs the learning curve).",
+                 even, _recommendation(prompt, finetune, gap, p)]
+    numbers = {"prompt": prompt.condition, "finetune": finetune.condition, "gap": gap, "gap_low": low,
+               "gap_high": high, "p": p, "break_even_queries": queries}
+    return Verdict(sentences, numbers)
