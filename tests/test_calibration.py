@@ -47,7 +47,7 @@ def test_a_calibrated_configuration_runs_in_compare(tiny_session):
 
 def test_calibration_is_part_of_the_cache_key(tiny_session):
     from ftpe_magics.engine.data.examples import load_examples
-    from ftpe_magics.engine.persistence.result_cache import fewshot_identity
+    from ftpe_magics.engine.evaluation.identity import fewshot_identity
     from ftpe_magics.engine.prompting.fewshot import FewShotConfig
     from ftpe_magics.engine.prompting.templates import ExampleTemplate
 

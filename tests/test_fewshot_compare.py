@@ -5,7 +5,7 @@ from IPython.core.error import UsageError
 from ftpe_magics import FtpeError, get_session
 from ftpe_magics.display.html import compare_html
 from ftpe_magics.engine.data.examples import load_examples
-from ftpe_magics.engine.evaluation.comparison import parse_conditions
+from ftpe_magics.engine.evaluation.condition_kinds import parse_conditions
 from ftpe_magics.engine.prompting.fewshot import FewShotConfig, overlapping, select_demos
 from ftpe_magics.engine.prompting.templates import ExampleTemplate
 

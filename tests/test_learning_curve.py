@@ -10,7 +10,7 @@ from ftpe_magics import FtpeError
 from ftpe_magics.engine.evaluation.evaluator import ConditionResult
 from ftpe_magics.engine.evaluation.learning_curve import CurvePoint, LearningCurve, nested_draws, usable_pool
 from ftpe_magics.engine.evaluation.stats import mcnemar_p
-from ftpe_magics.engine.persistence.records import data_fingerprint
+from ftpe_magics.engine.evaluation.identity import data_fingerprint
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 BODY = ("zero: prompt Review: {text}\\nSentiment:\n"

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .evaluation.condition_kinds import KINDS
 from .evaluation.evaluator import ConditionResult
 from .prompting.fewshot import FewShotConfig
 from .prompting.prompt_result import PromptResult
-
-PROMPTING_KINDS = ("prompt", "cot", "fewshot")
 
 
 class RunLog:
@@ -32,7 +31,8 @@ class RunLog:
 
     def remember_scores(self, results: Iterable[ConditionResult]) -> None:
         for result in results:
-            if result.kind in PROMPTING_KINDS:
+            kind = KINDS.get(result.kind)
+            if kind is not None and kind.reference_while_training:
                 self.prompting_scores[result.condition] = result.accuracy
 
     def history_rows(self) -> list[dict]:

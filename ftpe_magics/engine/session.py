@@ -27,14 +27,10 @@ from .adapters.registry import Adapter, AdapterRegistry, attach, detach
 from .config import Ftpe
 from .data.examples import Examples, as_rows, load_examples, share_label_set
 from .errors import FtpeError, MaskedLog
-from .evaluation.comparison import (
-    CompareResult,
-    ConditionContext,
-    fewshot_condition_identity,
-    parse_conditions,
-    run_conditions,
-)
+from .evaluation.comparison import CompareResult, run_conditions
+from .evaluation.condition_kinds import ConditionContext, parse_conditions
 from .evaluation.evaluator import Evaluator
+from .evaluation.identity import adapter_fingerprint, data_fingerprint, fewshot_condition_identity
 from .evaluation.learning_curve import LearningCurve, run_curve, usable_pool
 from .evaluation.metrics import resolve_metric
 from .finetune.features import split_validation
@@ -46,7 +42,7 @@ from .model.loading import display_path as _display_path
 from .model.placement import Placement
 from .options import CompareOptions, CurveOptions, DataOptions, EvalOptions, FewShotOptions, with_config_defaults
 from .persistence.recorder import RunRecorder
-from .persistence.records import adapter_fingerprint, data_fingerprint, versions
+from .persistence.records import versions
 from .prompting.fewshot import FewShotConfig
 from .prompting.prompt_result import PromptResult
 from .prompting.templates import ExampleTemplate, fill, template_fields

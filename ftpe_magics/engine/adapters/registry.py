@@ -44,6 +44,7 @@ class Adapter:
     base_model_id: str = ""      # the model it was trained on: its hub id or name, never a path of this machine
     base_fingerprint: str = ""   # LoadedModel.fingerprint of that model, checked when the adapter is loaded
     search_log: list[dict] | None = field(default=None, repr=False)  # --search: every trial, the chosen one marked
+    fingerprint: str = field(default="", repr=False, compare=False)  # of the weights: computed once, on first use
 
     def summary(self) -> dict:
         return {"name": self.name, "method": self.method, "trainable_params": self.trainable_params,

@@ -23,10 +23,19 @@ from ..data.examples import Examples
 from ..errors import FtpeError
 from ..persistence.result_cache import ConditionCache
 from ..prompting.fewshot import overlapping
-from .comparison import LEARNS_FROM_TRAIN, ConditionContext, ConditionSpec, check_references, run_condition
+from .comparison import run_condition
+from .condition_kinds import (
+    FINETUNE_SIDE,
+    KINDS,
+    PROMPT_SIDE,
+    ConditionContext,
+    ConditionSpec,
+    check_references,
+    kinds_on,
+)
 from .evaluator import ConditionResult, Evaluator
 from .stats import bootstrap_interval, mcnemar_p
-from .verdict import ALPHA, FINETUNE_KINDS, PROMPT_KINDS
+from .verdict import ALPHA
 
 
 def usable_pool(train: Examples, eval_data: Examples) -> tuple[Examples, int]:
@@ -114,8 +123,8 @@ class LearningCurve:
             return {}
         return {label: (self.repeats, self.pooled(label, sizes[-1])["spread"]) for label in self.labels()}
 
-    def _best(self, size: int, kinds: tuple[str, ...]) -> str | None:
-        labels = [label for label, kind in self.kinds().items() if kind in kinds]
+    def _best(self, size: int, side: str) -> str | None:
+        labels = [label for label, kind in self.kinds().items() if kind in kinds_on(side)]
         return max(labels, key=lambda label: self.pooled(label, size)["accuracy"]) if labels else None
 
     def _pooled_correct(self, label: str, size: int) -> list[bool]:
@@ -127,7 +136,7 @@ class LearningCurve:
             return Crossover(None, "Crossover: not measured (the learning curve stopped before its first size).")
         last = None
         for size in sizes:
-            prompt, finetune = self._best(size, PROMPT_KINDS), self._best(size, FINETUNE_KINDS)
+            prompt, finetune = self._best(size, PROMPT_SIDE), self._best(size, FINETUNE_SIDE)
             if prompt is None or finetune is None:
                 return Crossover(None, "Crossover: not measured (the curve needs a prompting and a finetune "
                                        "condition).")
@@ -159,7 +168,7 @@ def run_curve(context: ConditionContext, evaluator: Evaluator, specs: list[Condi
             point_context = dataclasses.replace(context, train_pool=draws[repeat][size], seed_offset=repeat)
             results = []
             for spec in specs:
-                if spec.kind not in LEARNS_FROM_TRAIN and spec.label in flat:
+                if not KINDS[spec.kind].learns_from_train and spec.label in flat:
                     results.append(flat[spec.label])
                     continue
                 try:

@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .condition_kinds import FINETUNE_SIDE, PROMPT_SIDE, kinds_on
 from .stats import bootstrap_interval, mcnemar_p
 
 if TYPE_CHECKING:
     from .evaluator import ConditionResult
 
-PROMPT_KINDS = ("prompt", "cot", "fewshot", "base")
-FINETUNE_KINDS = ("adapter", "finetune")
 ALPHA = 0.05
 
 
@@ -43,7 +42,8 @@ def paired_gap_interval(better: list[bool], other: list[bool]) -> tuple[float, f
     return bootstrap_interval(np.asarray(better, float) - np.asarray(other, float))
 
 
-def _best(conditions: list[ConditionResult], kinds: tuple[str, ...]) -> ConditionResult | None:
+def _best(conditions: list[ConditionResult], side: str) -> ConditionResult | None:
+    kinds = kinds_on(side)
     scored = [c for c in conditions if c.kind in kinds and not c.interrupted]
     return max(scored, key=lambda c: c.accuracy) if scored else None
 
@@ -103,7 +103,7 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None,
             draws: dict[str, tuple[int, float]] | None = None) -> Verdict:
     """The sentences for a comparison's conditions; ``crossover`` is the learning curve's sentence when one ran,
     ``draws`` its repeats at the largest size: condition -> (draws, standard deviation of their accuracies)."""
-    prompt, finetune = _best(conditions, PROMPT_KINDS), _best(conditions, FINETUNE_KINDS)
+    prompt, finetune = _best(conditions, PROMPT_SIDE), _best(conditions, FINETUNE_SIDE)
     if prompt is None or finetune is None:
         missing = "prompting condition" if prompt is None else "fine-tune (adapter NAME, or finetune METHOD ...)"
         return Verdict([f"No verdict: the comparison has no {missing} that ran to the end; a verdict needs both "

@@ -25,11 +25,12 @@ from ..adapters.registry import Adapter
 from ..errors import FtpeError, mask_credentials
 from ..evaluation.comparison import CompareResult
 from ..evaluation.evaluator import Evaluator
+from ..evaluation.identity import evaluator_identity
 from ..evaluation.learning_curve import curve_data, curve_from_data
 from ..prompting.prompt_result import PromptResult
 from .checkpoints import AdapterCheckpoints, remove_folder
 from .records import condition_from_data, prompt_data, prompt_from_data
-from .result_cache import ConditionCache, evaluator_identity
+from .result_cache import ConditionCache
 from .store import RUN_KINDS, RunStore, adapter_status
 
 

@@ -14,40 +14,11 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from ..evaluation.evaluator import ConditionResult, Evaluator
-from ..prompting.fewshot import FewShotConfig
-from .records import condition_data, condition_from_data, data_fingerprint, digest, summary_line
+from ..evaluation.evaluator import ConditionResult
+from ..evaluation.identity import digest
+from .records import condition_data, condition_from_data, summary_line
 from .store import RunStore
-
-
-def code_digest(function: Any) -> str:
-    """A notebook metric function by its code, so editing it is a new key."""
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return repr(function)
-    return digest([code.co_code.hex(), repr(code.co_consts), code.co_names])
-
-
-def evaluator_identity(evaluator: Evaluator) -> dict:
-    metric = None
-    if evaluator.metric is not None:
-        name, function = evaluator.metric
-        metric = {"name": name, "code": code_digest(function)}
-    return {"eval": data_fingerprint(evaluator.eval_data), "norm": evaluator.norm, "samples": evaluator.samples,
-            "seed": evaluator.seed, "metric": metric, "answer_regex": evaluator.answer_regex,
-            "max_new_tokens": evaluator.max_new_tokens, "default_max_new_tokens": evaluator.defaults.max_new_tokens,
-            "batch_size": evaluator.batch_size}
-
-
-def fewshot_identity(config: FewShotConfig, k: int | None = None) -> dict:
-    template = config.template
-    return {"template": template.template, "instructions": template.instructions,
-            "train": data_fingerprint(config.train),
-            "k": config.k if k is None else k, "select": config.select, "seed": config.seed, "orders": config.orders,
-            "allow_overlap": config.allow_overlap, **({"calibrate": True} if config.calibrate else {}),
-            **({"verbalizer": config.verbalizer} if config.verbalizer else {})}
 
 
 @dataclass

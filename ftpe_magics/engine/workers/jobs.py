@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.examples import Examples
+from ..evaluation.identity import data_fingerprint, digest
 from ..finetune.options import FinetuneOptions, LaunchOptions
 from ..finetune.train import TrainingJob
-from ..persistence.records import data_fingerprint, digest
 from ..prompting.templates import ExampleTemplate
 
 JOB_FILE, PROGRESS, STOP, ERRORS, CHECKPOINT, ADAPTER, LOG = ("job.json", "progress.jsonl", "stop", "errors",
