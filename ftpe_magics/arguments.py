@@ -47,7 +47,15 @@ def _argument_for(item: dataclasses.Field, hint: Any) -> Callable:
         kwargs["type"] = value_type
     if meta["metavar"]:
         kwargs["metavar"] = meta["metavar"]
+    if meta.get("nargs"):
+        kwargs["nargs"] = meta["nargs"]
     return argument(flag_of(item), **kwargs)
+
+
+def dataset_argument(flag: str, role: str, required: bool) -> Callable:
+    """``--train`` or ``--eval``: a notebook variable or a file path, declared once for every magic."""
+    return argument(flag, metavar="VAR", required=required, default=None,
+                    help=f"{role}: a notebook variable or a file path.")
 
 
 def option_arguments(*options_classes: type) -> Callable[[Callable], Callable]:
@@ -66,7 +74,11 @@ def option_arguments(*options_classes: type) -> Callable[[Callable], Callable]:
 
 def build(options_class: type, args: Any) -> Any:
     """The option object for a parsed line: every field read from the namespace by its own name."""
-    return options_class(**{item.name: getattr(args, item.name) for item in option_fields(options_class)})
+    values = {item.name: getattr(args, item.name) for item in option_fields(options_class)}
+    for item in option_fields(options_class):  # several words (nargs) come back as one text
+        if item.metadata["ftpe"].get("nargs") and isinstance(values[item.name], list):
+            values[item.name] = " ".join(values[item.name])
+    return options_class(**values)
 
 
 def parse(magic: Callable, line: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,17 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from .arguments import build, option_arguments, parse
+from .arguments import build, dataset_argument, option_arguments, parse
 from .display.curves import search_trials_html
 from .display.html import compare_sections, fewshot_html, key_value_html
 from .display.training_view import TrainingView
 from .display.widgets import display_tabs
-from .engine.config import DEVICES, DTYPES
 from .engine.errors import FtpeError, mask_credentials
 from .engine.finetune.options import FinetuneOptions, LaunchOptions
 from .engine.inference.generation import GenerationSettings
+from .engine.model.load_options import LoadOptions
 from .engine.model.loading import display_path
-from .engine.model.placement import DEVICE_MAPS, QUANTIZE
-from .engine.options import CompareOptions, CurveOptions, DataOptions, EvalOptions, FewShotOptions
+from .engine.options import CompareOptions, CurveOptions, DataOptions, EvalOptions, FewShotOptions, option
 from .engine.persistence.store import RUN_KINDS
 from .engine.session import Session
 
@@ -37,6 +37,20 @@ LINE_MAGICS = ("ftpe",)
 CELL_MAGICS = ("prompt", "fewshot", "compare", "finetune")
 ACTIONS = ("load", "status", "unload", "history", "show", "adapters", "use", "save", "export", "load-adapter",
            "delete", "debug")
+
+
+@dataclass
+class ActionOptions:
+    """``%ftpe``'s options beside the load options: what history lists, where show stores, how export writes."""
+
+    merged: bool = option(False, "For export: merge the adapter into a copy of the base (LoRA, IA3; a full "
+                                 "fine-tune is one already).")
+    name: str | None = option(None, "For load-adapter: the name in the session (default: folder name); for history: "
+                                    "only runs of this name.")
+    kind: str | None = option(None, "For history: only runs of this kind.", choices=RUN_KINDS)
+    since: str | None = option(None, "For history: only runs since a date (2026-11-22, 2026-11-22 14:00) or an age "
+                                     "(30m, 12h, 3d, 2w).", nargs="+")
+    out: str | None = option(None, "For show: store the rebuilt result in this variable.", metavar="VAR")
 
 
 def user_errors(method: Callable) -> Callable:
@@ -58,6 +72,14 @@ def user_errors(method: Callable) -> Callable:
                              "%ftpe debug shows the traceback)") from None
 
     return wrapper
+
+
+def show_table(table: Any, empty: str) -> None:
+    """A table whole in a terminal too (pandas' repr would hide columns behind '...'), as HTML in a notebook."""
+    if not len(table):
+        display(empty)
+        return
+    display({"text/plain": table.to_string(index=False), "text/html": table.to_html(index=False)}, raw=True)
 
 
 def show_key_values(title: str, rows: list[tuple[str, Any]]) -> None:
@@ -98,30 +120,13 @@ class FtpeMagics(Magics):
               help="For load: hub id, local folder or .gguf file; for use/save/delete: adapter name; "
                    "for load-adapter: its folder; for show: the run number.")
     @argument("path", nargs="?", default=None, help="For save and export: the folder to write.")
-    @argument("--merged", action="store_true", help="For export: merge the adapter into a copy of the base (LoRA, "
-                                                    "IA3; a full fine-tune is one already).")
-    @argument("--name", default=None, help="For load-adapter: the name in the session (default: folder name); "
-                                           "for history: only runs of this name.")
-    @argument("--kind", choices=RUN_KINDS, default=None, help="For history: only runs of this kind.")
-    @argument("--since", default=None, nargs="+", help="For history: only runs since a date (2026-11-22, "
-                                                       "2026-11-22 14:00) or an age (30m, 12h, 3d, 2w).")
-    @argument("--out", metavar="VAR", default=None, help="For show: store the rebuilt result in this variable.")
-    @argument("--device", choices=DEVICES, default=None, help="Where to load the model (default: Ftpe.device).")
-    @argument("--dtype", choices=DTYPES, default=None, help="Weight dtype (default: Ftpe.dtype).")
-    @argument("--quantize", choices=QUANTIZE, default=None,
-              help="For load: 4-bit (NF4, double quantisation, bf16 compute) or 8-bit weights via bitsandbytes; "
-                   "%%%%finetune --method lora on it is QLoRA.")
-    @argument("--device-map", choices=DEVICE_MAPS, default=None,
-              help="For load: spread the model over the GPUs (and CPU) that fit it (accelerate's big-model loading).")
-    @argument("--max-memory", default=None, help="For load with --device-map: a cap per device, e.g. "
-                                                 "0=20GiB,1=20GiB,cpu=64GiB.")
-    @argument("--trust-remote-code", action="store_true",
-              help="Allow model code from the hub to run (off unless you trust the source).")
+    @option_arguments(ActionOptions, LoadOptions)
     @line_magic
     @user_errors
     def ftpe(self, line: str) -> None:
         """Manage the shared model session: load, status, unload, history, adapters."""
         args = parse(self.ftpe, line)
+        args.load, args.options = build(LoadOptions, args), build(ActionOptions, args)
         action = {"load": self._load, "status": self._status, "unload": self._unload, "history": self._history,
                   "show": self._show,
                   "adapters": self._adapters, "load-adapter": self._load_adapter, "use": self._use,
@@ -131,9 +136,9 @@ class FtpeMagics(Magics):
 
     def _load(self, args) -> None:
         session = self.session
-        session.load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                     quantize=args.quantize, device_map=args.device_map, max_memory=args.max_memory)
-        placed = "" if not (args.quantize or args.device_map) else f", {session.loaded_model.placement.describe()}"
+        session.load(args.model, args.load)
+        placed = "" if not (args.load.quantize or args.load.device_map) else \
+            f", {session.loaded_model.placement.describe()}"
         print(f"Loaded {session.source.label} on {session.device}{placed} "
               f"({session.parameter_count():,} parameters, {session.load_seconds:.1f}s).")
 
@@ -146,15 +151,14 @@ class FtpeMagics(Magics):
         self.session.unload()
 
     def _history(self, args) -> None:
-        since = " ".join(args.since) if args.since else None  # a date and a time, quoted or not
-        table = self.session.history_table(args.kind, args.name, since)
-        display(table if len(table) else "No runs yet.")
+        options = args.options
+        show_table(self.session.history_table(options.kind, options.name, options.since), "No runs yet.")
 
     def _show(self, args) -> None:
         if not args.model or not args.model.isdigit():
             raise FtpeError("Usage: %ftpe show RUN [--out VAR], RUN being a number from %ftpe history.")
         view, result = self.session.stored_run(int(args.model))
-        self._store(args.out, result)
+        self._store(args.options.out, result)
         if view == "finetune":
             view = TrainingView(live=False)
             view.records, view.total_steps = result.history, result.summary_row.get("steps", 0)
@@ -168,8 +172,7 @@ class FtpeMagics(Magics):
             display(result)
 
     def _adapters(self, args) -> None:
-        table = self.session.adapters_table()
-        display(table if len(table) else "No adapters yet: train one with %%finetune.")
+        show_table(self.session.adapters_table(), "No adapters yet: train one with %%finetune.")
 
     def _debug(self, args) -> None:
         print(self.last_traceback or "No unexpected error in this session.")
@@ -177,7 +180,7 @@ class FtpeMagics(Magics):
     def _load_adapter(self, args) -> None:
         if not args.model:
             raise FtpeError("Usage: %ftpe load-adapter PATH [--name NAME]")
-        adapter = self.session.load_adapter(args.model, args.name)
+        adapter = self.session.load_adapter(args.model, args.options.name)
         print(f"Loaded adapter {adapter.name!r} ({adapter.method}); %ftpe use {adapter.name} to activate it.")
 
     @staticmethod
@@ -199,7 +202,7 @@ class FtpeMagics(Magics):
 
     def _export(self, args) -> None:
         name = self._adapter_name(args)
-        if not args.path or not args.merged:
+        if not args.path or not args.options.merged:
             raise FtpeError("Usage: %ftpe export NAME PATH --merged (a standalone model; %ftpe save NAME PATH writes "
                             "the adapter alone).")
         folder = display_path(self.session.export(name, args.path, merged=True))
@@ -235,8 +238,8 @@ class FtpeMagics(Magics):
         display(result)
 
     @magic_arguments()
-    @argument("--train", metavar="VAR", required=True, help="Training pool: a notebook variable or a file path.")
-    @argument("--eval", metavar="VAR", required=True, help="Held-out set: a notebook variable or a file path.")
+    @dataset_argument("--train", "Training pool", required=True)
+    @dataset_argument("--eval", "Held-out set", required=True)
     @argument("--name", default=None, help="Keep this configuration under NAME for %%%%compare.")
     @argument("--out", metavar="VAR", help="Store the result (like %%%%compare's) in this variable.")
     @option_arguments(FewShotOptions, DataOptions, EvalOptions)
@@ -259,9 +262,9 @@ class FtpeMagics(Magics):
         display({"text/plain": str(result), "text/html": fewshot_html(result, fewshot.sweep is not None)}, raw=True)
 
     @magic_arguments()
-    @argument("--eval", metavar="VAR", required=True, help="Held-out set: a notebook variable or a file path.")
-    @argument("--train", metavar="VAR", default=None, help="Labelled pool for the conditions that learn from data "
-                                                          "(fewshot draws from it, finetune trains on it).")
+    @dataset_argument("--eval", "Held-out set", required=True)
+    @dataset_argument("--train", "Labelled pool for the conditions that learn from data (fewshot draws from it, "
+                                 "finetune trains on it)", required=False)
     @argument("--out", metavar="VAR", help="Store the result object in this variable.")
     @option_arguments(CurveOptions, CompareOptions, DataOptions, EvalOptions)
     @cell_magic
@@ -284,8 +287,8 @@ class FtpeMagics(Magics):
         display_tabs(compare_sections(result), str(result))
 
     @magic_arguments()
-    @argument("--train", metavar="VAR", required=True, help="Training set: a notebook variable or a file path.")
-    @argument("--eval", metavar="VAR", default=None, help="Validation set (or use --val-split).")
+    @dataset_argument("--train", "Training set", required=True)
+    @dataset_argument("--eval", "Validation set (or use --val-split)", required=False)
     @argument("--name", required=True, help="Name of the resulting adapter.")
     @option_arguments(FinetuneOptions, LaunchOptions, DataOptions)
     @cell_magic
@@ -299,15 +302,20 @@ class FtpeMagics(Magics):
         """
         args = parse(self.finetune, line)
         options = build(FinetuneOptions, args)
-        view = TrainingView(references=self.session.runs.prompting_scores, live=True)
+        # a probe is one logistic regression, not a run of steps: its report is the line below, not the live view
+        views = [] if options.method == "probe" else [TrainingView(references=self.session.runs.prompting_scores,
+                                                                   live=True)]
         adapter = self.session.finetune(
             cell, self._variable(args.train, "--train", path_ok=True), args.name,
             eval=self._variable(args.eval, "--eval", path_ok=True) if args.eval else None,
-            finetune=options, data=build(DataOptions, args), launch=build(LaunchOptions, args), observers=[view])
+            finetune=options, data=build(DataOptions, args), launch=build(LaunchOptions, args), observers=views)
         if adapter.search_log:
             display({"text/plain": f"{len(adapter.search_log)} trials", "text/html": search_trials_html(
                 adapter.search_log)}, raw=True)
         status = (f"interrupted at step {adapter.interrupted_at}; kept as of that step"
                   if adapter.interrupted_at is not None else f"{adapter.steps} steps")
+        if adapter.method == "probe":
+            accuracy = "" if adapter.best_metric is None else f", validation accuracy {adapter.best_metric:.3f}"
+            status = f"logistic regression on frozen features, {adapter.trainable_params:,} parameters{accuracy}"
         print(f"Adapter {adapter.name!r} ({adapter.method}, {status}, {adapter.train_seconds:.0f}s): "
               f"%ftpe use {adapter.name} to activate it, or 'adapter {adapter.name}' in %%compare.")

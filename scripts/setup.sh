@@ -16,4 +16,4 @@ if [ "${CI:-}" = "true" ] && "$VENV/bin/python" -m pip list 2>/dev/null | grep -
   echo "setup: CUDA wheels were installed; CI must stay on the CPU build of torch" >&2
   exit 1
 fi
-echo "setup: $("$VENV/bin/python" -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"
+echo "setup: $("$VENV/bin/python" -c 'from importlib.metadata import version as v; print("torch", v("torch"), "transformers", v("transformers"), "peft", v("peft"))')"

@@ -6,6 +6,7 @@ import pytest
 from fewshot_data import EVAL, POOL
 
 from ftpe_magics import FtpeError
+from ftpe_magics.engine.data.splits import nested_draws
 from ftpe_magics.engine.evaluation.condition_kinds import (
     FINETUNE_SIDE,
     KINDS,
@@ -51,8 +52,10 @@ def test_a_kind_defined_outside_the_engine_runs_in_compare_a_curve_and_the_verdi
         result = tiny_session.compare(BODY, EVAL, train=UNBALANCED, sizes="6,12", no_cache=True)
         by_size = {point.size: point.conditions[1] for point in result.curve.points}
         assert sorted(by_size) == [6, 12] and by_size[12].spec == "majority of 12"
-        for size, condition in by_size.items():  # learns from each draw: its prediction is that draw's majority
-            assert condition.predictions == [condition.predictions[0]] * len(EVAL) and condition.n == len(EVAL)
+        pool = tiny_session.examples(UNBALANCED, "--train")
+        for size, draw in nested_draws(pool, [6, 12], seed=0).items():  # learns from each draw: its majority
+            majority = max(dict.fromkeys(draw.labels), key=draw.labels.count)
+            assert by_size[size].predictions == [majority] * len(EVAL)
         assert result.verdict().numbers["finetune"] == "maj"
         assert result.verdict().numbers["prompt"] == "zero"
     assert "majority" not in KINDS and "majority" not in kinds_on(FINETUNE_SIDE)  # the registry as it was

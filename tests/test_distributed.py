@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-from ftpe_magics import FtpeError, Session, TrainingObserver
+from ftpe_magics import FtpeError, Session, TrainingObserver, get_session
 from ftpe_magics.engine.finetune.train import one_device
 from ftpe_magics.engine.model.placement import Placement, parse_max_memory
 
@@ -46,6 +46,7 @@ def _our_processes(folder: Path) -> list[int]:
     return found
 
 
+@pytest.mark.multiprocess
 def test_two_workers_train_like_one_process(session):
     base_before = _logits(session.base_model, session)
     alone = session.finetune(TEMPLATE, ROWS, "alone", eval=VAL, **TRAINING)
@@ -66,6 +67,7 @@ def test_two_workers_train_like_one_process(session):
     assert not list(Path(session.config.jobs_dir).glob("*")), "a finished single-node job leaves no folder"
 
 
+@pytest.mark.multiprocess
 def test_failing_rank_is_one_line_and_leaves_nothing(session, monkeypatch):
     session.finetune(TEMPLATE, ROWS, "kept", max_steps=2, batch_size=8)
     monkeypatch.setenv("FTPE_TEST_FAIL_RANK", "1:3")
@@ -92,6 +94,7 @@ class _PressStop(TrainingObserver):
             raise KeyboardInterrupt
 
 
+@pytest.mark.multiprocess
 def test_stop_ends_every_rank_at_the_same_step(session):
     stop = _PressStop(at=3)
     adapter = session.finetune(TEMPLATE, ROWS, "stopped", nproc=2, max_steps=400, batch_size=8, observers=[stop])
@@ -152,6 +155,7 @@ def test_prompt_tuning_cannot_be_merged(session, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.multiprocess
 def test_magics_train_in_a_worker_and_export(shell, capsys, tmp_path, monkeypatch):
     from ftpe_magics import magics
     from ftpe_magics.display.training_view import TrainingView
@@ -176,7 +180,9 @@ def test_magics_train_in_a_worker_and_export(shell, capsys, tmp_path, monkeypatc
     assert any("eval_accuracy" in r for r in views[0].records) and views[0].current_step == 4
     shell.run_line_magic("ftpe", f"export w {tmp_path / 'merged'} --merged")
     assert "Exported 'w' merged into the base" in capsys.readouterr().out
-    assert AutoModelForCausalLM.from_pretrained(tmp_path / "merged") is not None
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not hasattr(merged, "peft_config")  # a plain model: the adapter is merged into its weights
+    assert merged.num_parameters() == get_session().base_model.num_parameters()
     shell.run_line_magic("ftpe", "status")
     assert "devices visible" in capsys.readouterr().out
 
@@ -194,6 +200,7 @@ print(json.dumps({"steps": adapter.steps, "state": {k: v.sum().item() for k, v i
 """
 
 
+@pytest.mark.multiprocess
 def test_two_nodes_share_one_adapter(session, tiny_model_dir):
     """Two 'machines' on this one: the same cell run by two kernels with --nnodes 2, one rank each. Both kernels get
     the adapter rank 0 wrote to the shared job folder."""

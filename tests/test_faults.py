@@ -231,7 +231,9 @@ def test_unexpected_error_is_one_line_and_debug_shows_it(shell, monkeypatch, cap
     capsys.readouterr()
     shell.run_line_magic("ftpe", "debug")
     assert "Traceback" in capsys.readouterr().out
-    assert get_session() is not None
+    assert get_session().loaded  # the session survived the unexpected error with its model
+    shell.run_cell_magic("prompt", "--max-new-tokens 1", "hi")  # and the magics work again at once
+    assert len(get_session().history) == 1
 
 
 # -- round 3: saves that delete, secrets that print, searches and comparisons that lose work ---------------------

@@ -5,8 +5,9 @@ from IPython.core.error import UsageError
 from ftpe_magics import FtpeError, get_session
 from ftpe_magics.display.html import compare_html
 from ftpe_magics.engine.data.examples import load_examples
+from ftpe_magics.engine.data.splits import overlapping
 from ftpe_magics.engine.evaluation.condition_kinds import parse_conditions
-from ftpe_magics.engine.prompting.fewshot import FewShotConfig, overlapping, select_demos
+from ftpe_magics.engine.prompting.fewshot import FewShotConfig, select_demos
 from ftpe_magics.engine.prompting.templates import ExampleTemplate
 
 TRAIN = pd.read_csv("examples/data/reviews_train.csv")

@@ -7,10 +7,13 @@ import torch
 from fewshot_data import EVAL, POOL
 
 from ftpe_magics import FtpeError
+from ftpe_magics.engine.data.splits import nested_draws
+from ftpe_magics.engine.data.splits import without_eval_texts as usable_pool
 from ftpe_magics.engine.evaluation.evaluator import ConditionResult
-from ftpe_magics.engine.evaluation.learning_curve import CurvePoint, LearningCurve, nested_draws, usable_pool
-from ftpe_magics.engine.evaluation.stats import mcnemar_p
 from ftpe_magics.engine.evaluation.identity import data_fingerprint
+from ftpe_magics.engine.evaluation.learning_curve import CurvePoint, LearningCurve
+from ftpe_magics.engine.evaluation.stats import mcnemar_p
+from ftpe_magics.engine.workflows import finetune as finetune_workflow
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 BODY = ("zero: prompt Review: {text}\\nSentiment:\n"
@@ -122,7 +125,9 @@ def test_a_second_curve_reads_its_results_from_the_store(curve_session, data, tm
         run_id = int(curve_session.history_table(kind="compare").iloc[0]["id"])
         view, back = curve_session.stored_run(run_id)
         assert back.curve.to_pandas().equals(grown.curve.to_pandas())
-        assert data_fingerprint(curve_session.examples(train, "--train")) is not None
+        fingerprint = data_fingerprint(curve_session.examples(train, "--train"))
+        assert fingerprint == data_fingerprint(curve_session.examples(list(train), "--train"))  # by content
+        assert fingerprint != data_fingerprint(curve_session.examples(train[1:], "--train"))
     finally:
         curve_session.config.store, curve_session.log = original_store, original_log
 
@@ -144,15 +149,15 @@ def test_a_stopped_curve_keeps_its_finished_sizes_in_the_store(curve_session, da
     train, eval_rows = data
     original_store, original_log = curve_session.config.store, curve_session.log
     curve_session.config.store, curve_session.log = str(tmp_path / "runs.sqlite"), lambda message: None
-    real_train, calls = type(curve_session)._train, []
+    real_train, calls = finetune_workflow.train_once, []
 
-    def stopped_at_the_second(self, *args, **kwargs):
+    def stopped_at_the_second(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # the stop button, between two training steps of size 8
-        return real_train(self, *args, **kwargs)
+        return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(type(curve_session), "_train", stopped_at_the_second)
+    monkeypatch.setattr(finetune_workflow, "train_once", stopped_at_the_second)
     try:
         result = curve_session.compare(BODY, eval_rows, train=train, sizes="4,8")
         assert result.curve.measured_sizes() == [4] and len(result.curve.points) == 1

@@ -83,7 +83,7 @@ def test_committed_notebooks_hold_no_machine_paths_or_tokens():
 def test_learning_curve_notebook_runs_on_a_small_slice(sst2_dir, monkeypatch):
     monkeypatch.setenv("FTPE_NOTEBOOK_SMOKE", "1")  # sizes 20 and 40, a few held-out examples
     monkeypatch.setenv("FTPE_STORE", "")  # compute, do not read a developer's run store
-    # the SST-2 half: the CLINC150 half runs the same cells on 150 labels (scored in test_scoring_v2) and would
+    # the SST-2 half: the CLINC150 half runs the same cells on 150 labels (scored in test_label_trie) and would
     # double the slowest test of the suite
     notebook = execute("04_when_does_finetuning_win.ipynb",
                        skip=lambda source: source.lstrip().startswith(("%%fewshot --train clinc", "%%compare --train "

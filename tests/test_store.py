@@ -15,8 +15,8 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from ftpe_magics import Session
-from ftpe_magics.engine.evaluation import evaluator as evaluation
 from ftpe_magics.engine.errors import FtpeError
+from ftpe_magics.engine.evaluation import evaluator as evaluation
 from ftpe_magics.engine.persistence.store import SCHEMA_VERSION, RunStore
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
@@ -127,6 +127,7 @@ session.finetune("Review: {{text}}\\nSentiment: {{label}}", train, "slow", eval=
 """
 
 
+@pytest.mark.multiprocess
 def test_a_killed_kernel_leaves_its_best_adapter_on_disk(tiny_model_dir, tmp_path, store_path):
     script = _KILLED_CHILD.format(train=TRAIN, val=EVAL, cache=str(tmp_path / "cache"), store=str(store_path),
                                   model=str(tiny_model_dir))

@@ -7,12 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def register_formatters(shell: Any) -> None:
-    """Teach IPython to show engine results as static HTML; the engine itself never imports the display."""
+def html_formatters() -> dict[type, Any]:
+    """Engine result types and the functions that render them as static HTML (the engine never imports these)."""
     from ..engine.evaluation.comparison import CompareResult
     from ..engine.prompting.prompt_result import PromptResult
     from .html import compare_html, prompt_result_html
 
-    formatter = shell.display_formatter.formatters["text/html"]
-    formatter.for_type(CompareResult, compare_html)
-    formatter.for_type(PromptResult, prompt_result_html)
+    return {CompareResult: compare_html, PromptResult: prompt_result_html}

@@ -126,13 +126,28 @@ def _formatted_table(table, best: str):
     return shown
 
 
+def _fitted_table(table, best: str):
+    """The columns that fit an output area: the interval beside the accuracy, consistency and interruption only
+    when there is something to show; every other column (FLOPs, memory, order spread...) is in .to_pandas()."""
+    shown = _formatted_table(table, best)
+    shown["accuracy"] = shown["accuracy"] + " (" + shown["accuracy_low"] + "–" + shown["accuracy_high"] + ")"
+    columns = ["condition", "kind", "accuracy", "macro_f1", "p_vs_best", "latency_ms", "prompt_tokens",
+               "train_seconds", "n"]
+    if table["consistency"].notna().any():
+        columns.insert(4, "consistency")
+    if table["interrupted"].any():
+        columns.append("interrupted")
+    return shown[columns].rename(columns={"accuracy": "accuracy (95% CI)"})
+
+
 def summary_html(result: CompareResult) -> str:
     table = result.to_pandas()
     scored = table[~table["interrupted"]]
     chart = accuracy_bars(list(scored["condition"]), list(scored["accuracy"]), list(scored["accuracy_low"]),
                           list(scored["accuracy_high"]))
     note = ("<p style='color:gray'>accuracy with a 95% bootstrap interval; p_vs_best: exact McNemar test "
-            "against the best condition on the same examples; latency per example.</p>")
+            "against the best condition on the same examples; latency per example; every column (FLOPs, memory, "
+            "trainable parameters...) in result.to_pandas().</p>")
     by_construction = [c.condition for c in result.conditions if c.deterministic]
     if by_construction:
         note += (f"<p style='color:gray'>consistency of {html.escape(', '.join(by_construction))}: 1.0 by "
@@ -142,7 +157,7 @@ def summary_html(result: CompareResult) -> str:
     if stopped:
         note += (f"<p style='color:#b00'><b>Interrupted:</b> {html.escape(', '.join(stopped))} (stopped before the "
                  "end; partial outputs kept in the Errors tab and in .examples(), not scored).</p>")
-    return (_formatted_table(table, result.best.condition).to_html(index=False, classes="ftpe-compare-table") + note
+    return (_fitted_table(table, result.best.condition).to_html(index=False, classes="ftpe-compare-table") + note
             + img_tag(chart, "accuracy chart") + verdict_html(result))
 
 
@@ -231,10 +246,8 @@ def _fewshot_head(main: ConditionResult) -> list[str]:
         parts.append(f"<p style='color:gray'>similar: the training pool was embedded once ({pool_seconds:.1f} s, "
                      "kept for every later configuration and k with this model); the latency above is per query."
                      "</p>")
-    overlap = main.extra.get("overlap", 0)
-    if overlap:
-        parts.append(f"<p style='color:#b00'>Leakage guard: {overlap} eval example(s) also appear in the training "
-                     "pool; their duplicates were excluded from the demonstrations (--allow-overlap keeps them).</p>")
+    if main.leakage_notice:
+        parts.append(f"<p style='color:#b00'>{html.escape(main.leakage_notice)}</p>")
     return parts
 
 

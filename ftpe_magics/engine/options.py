@@ -23,15 +23,16 @@ SELECTIONS = ("random", "balanced", "similar")
 
 def option(default: Any, help: str, *, choices: Sequence[str] | None = None, low: float | None = None,
            high: float | None = None, low_open: bool = False, high_open: bool = False, metavar: str | None = None,
-           flag: str | None = None, required: bool = False, config: str | None = None) -> Any:
+           flag: str | None = None, required: bool = False, config: str | None = None, nargs: str | None = None) -> Any:
     """A dataclass field that is also a magic option.
 
     ``low``/``high`` bound numbers (``*_open`` excludes the bound); ``config`` names the ``Ftpe``
-    setting that applies when the option is left at ``None``; ``flag`` overrides ``--field-name``.
+    setting that applies when the option is left at ``None``; ``flag`` overrides ``--field-name``; ``nargs``
+    lets the option take several words (``--since 2026-12-02 14:00``).
     """
     meta = {"help": help, "choices": tuple(choices) if choices else None, "low": low, "high": high,
             "low_open": low_open, "high_open": high_open, "metavar": metavar, "flag": flag, "required": required,
-            "config": config}
+            "config": config, "nargs": nargs}
     return field(default=default, metadata={"ftpe": meta})
 
 
@@ -251,3 +252,16 @@ class CurveOptions:
         sizes = split_list(self.sizes, "--sizes", int)
         return sorted(set(sizes)) if sizes else sizes
 
+
+
+def spread_keywords(given: dict[str, Any], *defaults: Any) -> tuple:
+    """Spread keyword options over the option objects that declare them; an unknown keyword is an error."""
+    remaining = dict(given)
+    out = []
+    for options in defaults:
+        names = {f.name for f in dataclasses.fields(options)}
+        mine = {key: remaining.pop(key) for key in list(remaining) if key in names}
+        out.append(dataclasses.replace(options, **mine) if mine else options)
+    if remaining:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(remaining))}")
+    return tuple(out)

@@ -186,7 +186,7 @@ def _head(folder: Path, meta: dict):
         return None
     from safetensors.torch import load_file
 
-    from ..finetune.heads import ClassifierHead
+    from .heads import ClassifierHead
 
     return ClassifierHead.from_tensors(load_file(str(folder / "head.safetensors")), meta.get("label_set", []),
                                        meta.get("head_pool") or "mean")

@@ -57,6 +57,11 @@ def run_conditions(context: ConditionContext, evaluator: Evaluator, specs: list[
     return results, []
 
 
+# the columns the table shows (text and HTML): what fits an output area; to_pandas() holds every column
+SHOWN_COLUMNS = ["condition", "accuracy", "accuracy_low", "accuracy_high", "macro_f1", "latency_ms", "prompt_tokens",
+                 "p_vs_best", "n"]
+
+
 @dataclass
 class CompareResult:
     """Conditions scored on the same examples: the table, per-example predictions, and the tests between them."""
@@ -120,10 +125,15 @@ class CompareResult:
         return [index for index in range(len(self.eval_texts))
                 if len({c.predictions[index] for c in self.conditions}) > 1]
 
+    def notices(self) -> list[str]:
+        """What a reader must be told beside the numbers; the text view and the HTML view both show them."""
+        said = [f"{c.condition}: {c.leakage_notice}" if len(self.conditions) > 1 else c.leakage_notice
+                for c in self.conditions if c.leakage_notice]
+        return list(dict.fromkeys(said))
+
     def __str__(self) -> str:
-        columns = ["condition", "accuracy", "accuracy_low", "accuracy_high", "macro_f1", "latency_ms", "prompt_tokens",
-                   "p_vs_best", "n"]
-        return self.to_pandas()[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        table = self.to_pandas()[SHOWN_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        return "\n".join([table, *self.notices()])
 
     def verdict(self) -> Verdict:
         """Prompt or fine-tune: the best of each side, the gap and its significance, consistency, the break-even

@@ -18,11 +18,12 @@ import numpy as np
 
 from ..adapters.registry import Adapter
 from ..data.examples import Examples
+from ..data.splits import overlapping
 from ..errors import FtpeError
 from ..inference.generation import GenerationSettings, generate_texts, render_prompts
 from ..inference.scoring import label_logprobs, mean_pooled_embeddings
 from ..prompting.calibration import CONTENT_FREE, calibrated, content_free_bias
-from ..prompting.fewshot import FewShotConfig, overlapping, reorder, select_demos, verbalized
+from ..prompting.fewshot import FewShotConfig, reorder, select_demos, verbalized
 from ..prompting.templates import ExampleTemplate, assemble, fill, scoring_inputs, template_fields
 from .metrics import Metric, apply_metric
 from .stats import bootstrap_interval, macro_f1, modal_agreement
@@ -107,6 +108,15 @@ class ConditionResult:
     @property
     def mean_prompt_tokens(self) -> float:
         return float(np.mean(self.prompt_tokens)) if self.prompt_tokens else 0.0
+
+    @property
+    def leakage_notice(self) -> str | None:
+        """What the leakage guard did, said in the text and the HTML view alike."""
+        overlap = self.extra.get("overlap", 0)
+        if not overlap:
+            return None
+        return (f"Leakage guard: {overlap} eval example(s) also appear in the training pool; their duplicates were "
+                "excluded from the demonstrations (--allow-overlap keeps them).")
 
 
 @dataclass
@@ -342,7 +352,7 @@ class Evaluator:
     def _classifier(self, condition: str, adapter: Adapter) -> ConditionResult:
         """A probe or a head: argmax over its classes (consistency 1.0 by construction); ``--samples`` draws
         from the head's own distribution instead."""
-        from ..finetune.heads import class_ids, predict
+        from ..adapters.heads import class_ids, predict
 
         if not self.classification:
             raise FtpeError(f"Adapter {adapter.name!r} is a classifier ({adapter.method}); score it on labels, "

@@ -13,16 +13,14 @@ p < 0.05; a difference that does not pass is not a crossover, whatever the point
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data.examples import Examples
-from ..errors import FtpeError
-from ..persistence.result_cache import ConditionCache
-from ..prompting.fewshot import overlapping
+from ..data.splits import nested_draws
 from .comparison import run_condition
 from .condition_kinds import (
     FINETUNE_SIDE,
@@ -37,22 +35,8 @@ from .evaluator import ConditionResult, Evaluator
 from .stats import bootstrap_interval, mcnemar_p
 from .verdict import ALPHA
 
-
-def usable_pool(train: Examples, eval_data: Examples) -> tuple[Examples, int]:
-    """``--train`` without the examples whose text is also in the eval set (never trained or drawn from), and
-    how many were removed."""
-    _, leaked = overlapping(train, eval_data)
-    return train.subset([i for i in range(len(train)) if i not in leaked]), len(leaked)
-
-
-def nested_draws(pool: Examples, sizes: list[int], seed: int) -> dict[int, Examples]:
-    """The first n of one seeded shuffle for each n: a bigger draw contains every smaller one."""
-    if sizes[-1] > len(pool):
-        raise FtpeError(f"--sizes {sizes[-1]} is more than the {len(pool)} usable examples of --train; give sizes up "
-                        f"to {len(pool)}, or a bigger --train.")
-    order = list(range(len(pool)))
-    random.Random(seed).shuffle(order)
-    return {size: pool.subset(sorted(order[:size])) for size in sizes}
+if TYPE_CHECKING:
+    from ..persistence.result_cache import ConditionCache
 
 
 @dataclass

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data.examples import Examples
+from ..data.splits import held_out_size, split_off, without_eval_texts
 from ..errors import ContextTooLong, FtpeError
 from ..options import SELECTIONS
-from ..prompting.fewshot import FewShotConfig, overlapping
+from ..prompting.fewshot import FewShotConfig
 from ..prompting.templates import ExampleTemplate
 from .evaluator import ConditionResult
 
@@ -61,15 +62,14 @@ def check_verbalizers(verbalizers: Sequence[Mapping[str, str]], label_set: list[
 def search_split(train: Examples, eval_data: Examples, val_split: float, seed: int) -> tuple[Examples, Examples, int]:
     """The pool the candidates draw from and the validation split they are scored on, with the number of
     training examples removed because their text is also in the eval set (removed before the split)."""
-    _, leaked = overlapping(train, eval_data)
-    kept = [index for index in range(len(train)) if index not in leaked]
-    random.Random(seed).shuffle(kept)
-    size = round(len(kept) * val_split)
+    kept, leaked = without_eval_texts(train, eval_data)
+    size = held_out_size(len(kept), val_split)
     if size < 2 or len(kept) - size < 1:
         raise FtpeError(f"--val-split {val_split:g} of {len(kept)} usable training examples leaves "
                         f"{size} for validation and {len(kept) - size} to draw from; the search needs both (a "
                         "bigger --train, or another --val-split).")
-    return train.subset(sorted(kept[size:])), train.subset(sorted(kept[:size])), len(leaked)
+    pool, val = split_off(kept, val_split, seed, in_order=True)
+    return pool, val, leaked
 
 
 def draw_candidates(count: int, first: Candidate, ks: list[int], instructions: int, verbalizers: int,

@@ -15,13 +15,13 @@ import time
 import torch
 from transformers import DataCollatorWithPadding, TrainerCallback
 
+from ..adapters.heads import ClassifierModel, accuracy, class_ids, class_weights, fit_probe
 from ..adapters.registry import Adapter, detach, peft_state
 from ..data.examples import Examples
 from ..inference.scoring import pooled_features
 from ..model.scoped import global_rngs_kept, quiet_library_notices, seeded
 from ..prompting.templates import ExampleTemplate
 from .callbacks import CountingCollator, Reporter, Supervisor, Unfreeze, layer_groups
-from .heads import ClassifierModel, accuracy, class_ids, class_weights, fit_probe
 from .observers import Observers, TrainingHistory, TrainingObserver, TrainingPlan
 from .options import FinetuneOptions
 from .train import TrainingJob, _run, _trainer, base_kept, check_job

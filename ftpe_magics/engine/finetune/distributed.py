@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 STRATEGIES = ("ddp", "fsdp")
+LOCAL_ADDRESS = "127.0.0.1"  # node 0 of a one-machine process group
 
 
 def in_process_group() -> bool:

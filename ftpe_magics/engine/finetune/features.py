@@ -7,8 +7,6 @@ are compared on the same words.
 
 from __future__ import annotations
 
-import random
-
 from ..data.examples import Examples
 from ..errors import FtpeError
 from ..prompting.templates import ExampleTemplate, formatted_pair, template_fields
@@ -46,11 +44,3 @@ def check_max_len(tokenizer, template: ExampleTemplate, chat: bool, max_len: int
                         "with empty fields); raise --max-len.")
 
 
-def split_validation(data: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
-    """A seeded share of ``data`` held out for validation: (train, validation)."""
-    if not 0 < fraction < 1:
-        raise FtpeError("--val-split must be between 0 and 1, e.g. 0.1.")
-    order = list(range(len(data)))
-    random.Random(seed).shuffle(order)
-    size = max(1, round(fraction * len(data)))
-    return data.subset(order[size:]), data.subset(order[:size])

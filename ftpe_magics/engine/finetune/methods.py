@@ -10,12 +10,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import FtpeError
 
-if TYPE_CHECKING:
-    from .options import FinetuneOptions
+# The builders read a FinetuneOptions; the type is not imported here, since the options declare their method
+# choices from this registry (an import the other way would be a cycle).
+FinetuneOptions = Any
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from ..errors import FtpeError
 from ..inference.scoring import POOLS
 from ..options import check_ranges, option
-from .distributed import STRATEGIES
+from .distributed import LOCAL_ADDRESS, STRATEGIES
 from .methods import METHODS, default_lr
+
+DEFAULT_EPOCHS = 3
+SEARCH_VAL_SPLIT = 0.2  # a search judges its trials on validation: held out even when --val-split is not given
 
 
 @dataclass
@@ -18,8 +21,8 @@ class FinetuneOptions:
                                  "(a classification head, LoRA on the body).", choices=tuple(METHODS))
     val_split: float | None = option(None, "Hold out this share of --train for validation (seeded).", low=0,
                                      low_open=True, high=1, high_open=True)
-    epochs: float | None = option(None, "Passes over the training set (default 3).", low=0, low_open=True,
-                                 high=1000)
+    epochs: float | None = option(None, f"Passes over the training set (default {DEFAULT_EPOCHS}).", low=0,
+                                 low_open=True, high=1000)
     max_steps: int | None = option(None, "Optimizer steps (overrides --epochs).", low=1, high=1_000_000)
     lr: float | None = option(None, "Peak learning rate (default per method, e.g. 1e-3 for LoRA).", low=0,
                               low_open=True)
@@ -68,6 +71,15 @@ class FinetuneOptions:
             search_space(self)  # a bad --space fails here, before anything trains
 
     @property
+    def train_epochs(self) -> float:
+        return self.epochs or DEFAULT_EPOCHS
+
+    @property
+    def held_out_share(self) -> float | None:
+        """The share of --train held out for validation: --val-split, else the search's, else none."""
+        return self.val_split or (SEARCH_VAL_SPLIT if self.search else None)
+
+    @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else default_lr(self.method)
 
@@ -83,7 +95,7 @@ class LaunchOptions:
     nnodes: int = option(1, "With --nproc: machines taking part; run the same cell on each.", low=1,
                         high=1024)
     node_rank: int = option(0, "With --nnodes: this machine's number, 0 to NNODES-1.", low=0)
-    master_addr: str | None = option(None, "With --nnodes: the address of node 0 (default 127.0.0.1).")
+    master_addr: str | None = option(None, f"With --nnodes: the address of node 0 (default {LOCAL_ADDRESS}).")
     master_port: int | None = option(None, "With --nproc: the rendezvous port (default: a free one; required with "
                                            "--nnodes).", low=1, high=65535)
 

@@ -115,9 +115,7 @@ def search_space(options: Any) -> list[Dimension]:
 def starting_point(options: Any, dimensions: list[Dimension]) -> dict[str, Any]:
     """The settings as given (or their defaults), where the space holds them: the search's first trial, so it
     never ends below the configuration the user would have trained anyway."""
-    values = {dimension.name: (options.learning_rate if dimension.name == "lr" else getattr(options, dimension.name))
-              for dimension in dimensions}
-    if values.get("epochs") is None and "epochs" in values:
-        values["epochs"] = 3  # the trainer's default
+    given = {"lr": options.learning_rate, "epochs": options.train_epochs}  # the defaults training would use
+    values = {dimension.name: given.get(dimension.name, getattr(options, dimension.name)) for dimension in dimensions}
     return {name: value for name, value in values.items()
             if next(d for d in dimensions if d.name == name).contains(value)}

@@ -71,7 +71,7 @@ class TrainingJob:
     @property
     def total_steps(self) -> int:
         options = self.options
-        return options.max_steps or max(1, round((options.epochs or 3) * self.steps_per_epoch))
+        return options.max_steps or max(1, round(options.train_epochs * self.steps_per_epoch))
 
     @property
     def steps_per_epoch(self) -> int:

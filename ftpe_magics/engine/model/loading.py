@@ -135,8 +135,9 @@ def convert_gguf(gguf: Path, target: Path, log: Callable[[str], None]) -> Path:
     plain.load_state_dict(quantised.state_dict())
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
     try:
-        plain.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        with quiet_library_notices():  # no "Writing model shards" bar left in the notebook
+            plain.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -188,7 +189,10 @@ def load_pretrained(location: str, source: ModelSource, device: str, dtype: torc
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     placement = placement or Placement()
-    extra = placement.loader_kwargs(device)  # a missing bitsandbytes is said here, before any reading
+    with quiet_library_notices():  # peft, and the bitsandbytes it imports, are first imported here, notices dropped
+        import peft  # noqa: F401
+
+        extra = placement.loader_kwargs(device)  # a missing bitsandbytes is said here, before any reading
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
         with quiet_library_notices():

@@ -10,7 +10,6 @@ its adapter, and the base model's logits are the same before and after it.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +110,6 @@ def prepare_placed(model, placement: Placement) -> None:
         # logits depending on what ran before. One kernel (the portable one) keeps the base's logits fixed.
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
-    # LLM.int8() on CPU warns at every matmul that it casts its input to fp16: said once is enough
-    warnings.filterwarnings("ignore", message=".*MatMul8bitLt: inputs will be cast.*")
 
 
 def is_quantized(model) -> bool:

@@ -23,11 +23,12 @@ from ..prompting.prompt_result import PromptResult
 @functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
     """Library versions that can change a number: part of every record and cache key."""
-    import peft
+    from importlib.metadata import version  # peft by its metadata: importing it would import bitsandbytes
+
     import transformers
 
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "ftpe_magics": VERSION}
+            "peft": version("peft"), "ftpe_magics": VERSION}
 
 
 # -- results as data ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.examples import Examples, normalise_text
+from ..data.examples import Examples
 from ..errors import FtpeError
 from .templates import ExampleTemplate
 
@@ -31,20 +31,6 @@ class FewShotConfig:
     allow_overlap: bool = False
     calibrate: bool = False  # contextual calibration of label scores (see .calibration)
     verbalizer: dict[str, str] | None = None  # label -> the word the prompt uses for it (None: the labels)
-
-
-def overlapping(train: Examples, eval_data: Examples) -> tuple[list[int], set[int]]:
-    """Eval indices whose normalised text is also in the training pool, and those training indices."""
-    train_keys: dict[str, list[int]] = {}
-    for index, text in enumerate(train.texts):
-        train_keys.setdefault(normalise_text(text), []).append(index)
-    eval_hits, train_hits = [], set()
-    for index, text in enumerate(eval_data.texts):
-        key = normalise_text(text)
-        if key in train_keys:
-            eval_hits.append(index)
-            train_hits.update(train_keys[key])
-    return eval_hits, train_hits
 
 
 def _random(pool: list[int], k: int, rng: random.Random) -> list[int]:

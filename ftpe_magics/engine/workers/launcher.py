@@ -24,6 +24,7 @@ from typing import Any
 from ..adapters.files import load_adapter
 from ..adapters.registry import Adapter
 from ..errors import FtpeError
+from ..finetune.distributed import LOCAL_ADDRESS
 from ..finetune.methods import COPY_METHODS, is_classifier
 from ..finetune.observers import Observers, TrainingHistory, TrainingObserver
 from ..finetune.options import FinetuneOptions, LaunchOptions
@@ -58,7 +59,7 @@ def check_launch(job: TrainingJob, launch: LaunchOptions, device: str, quantized
 
 def _free_port() -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((LOCAL_ADDRESS, 0))
         return probe.getsockname()[1]
 
 
@@ -66,7 +67,8 @@ def launch_command(launch: LaunchOptions, folder: Path, node: Path) -> list[str]
     """torchrun, from this Python, with no restarts: a failed rank fails the run."""
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={launch.nproc}",
             f"--nnodes={launch.nnodes}", f"--node-rank={launch.node_rank}",
-            f"--master-addr={launch.master_addr or '127.0.0.1'}", f"--master-port={launch.master_port or _free_port()}",
+            f"--master-addr={launch.master_addr or LOCAL_ADDRESS}",
+            f"--master-port={launch.master_port or _free_port()}",
             "--max-restarts=0", "-m", "ftpe_magics.engine.workers.worker", str(folder), str(node)]
 
 

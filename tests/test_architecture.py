@@ -38,6 +38,7 @@ ROWS = [{"text": t, "label": label} for t, label in [
     ("great fun", "positive"), ("so dull", "negative"), ("loved it", "positive"), ("awful film", "negative")]] * 2
 
 
+@pytest.mark.multiprocess
 def test_engine_imports_no_front_end_in_a_fresh_interpreter():
     code = ("import importlib, pkgutil, sys, warnings; import ftpe_magics.engine as e; "
             "[importlib.import_module(m.name) for m in pkgutil.walk_packages(e.__path__, 'ftpe_magics.engine.')]; "
@@ -187,3 +188,49 @@ def test_similar_embeddings_are_keyed_by_the_load_not_the_object_id(tiny_model_d
     first_keys = set(session.embedding_cache)
     session.load(str(tiny_model_dir))
     assert session.model_key.split(":")[0] not in {key.split(":")[0] for key in first_keys}
+
+
+def _engine_imports() -> dict[str, set[str]]:
+    """Each engine part (a folder, or a top-level module) -> the engine parts it imports, lazy imports included
+    and type-only imports left out."""
+    engine = PACKAGE / "engine"
+    edges: dict[str, set[str]] = {}
+    for path in engine.rglob("*.py"):
+        relative = path.relative_to(engine).with_suffix("").parts
+        part = relative[0]
+        package = ["ftpe_magics", "engine", *relative[:-1]] if relative[-1] != "__init__" else \
+            ["ftpe_magics", "engine", *relative[:-1]]
+        tree = ast.parse(path.read_text())
+        typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and getattr(block.test, "id", "") == "TYPE_CHECKING" for node in ast.walk(block)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and id(node) not in typing_only:
+                if node.level:
+                    target = package[:len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+                else:
+                    target = (node.module or "").split(".")
+                if target[:2] == ["ftpe_magics", "engine"] and len(target) > 2 and target[2] != part:
+                    edges.setdefault(part, set()).add(target[2])
+                elif target[:1] == ["ftpe_magics"] and target[1:2] != ["engine"]:
+                    edges.setdefault(part, set()).add("FRONT END: " + ".".join(target))
+    return edges
+
+
+def test_no_import_runs_back_up_between_the_engine_parts():
+    edges = _engine_imports()
+    assert not [target for targets in edges.values() for target in targets if target.startswith("FRONT END")]
+    cycles, state = [], {}
+
+    def visit(part: str, trail: list[str]) -> None:
+        state[part] = "open"
+        for target in sorted(edges.get(part, ())):
+            if state.get(target) == "open":
+                cycles.append(trail[trail.index(target):] + [target] if target in trail else [part, target])
+            elif target not in state:
+                visit(target, [*trail, target])
+        state[part] = "done"
+
+    for part in sorted(edges):
+        if part not in state:
+            visit(part, [part])
+    assert cycles == [], f"engine parts that import each other: {cycles}"
