@@ -71,11 +71,17 @@ def executed_quickstart(tmp_path_factory):
     import nbformat
     from notebook_runner import execute
 
-    os.environ["FTPE_STORE"] = str(tmp_path_factory.mktemp("quickstart-store") / "runs.sqlite")
+    import shutil
+    import uuid
+
+    # relative to the kernel's working folder (examples/), as a user's store is: no machine path in the outputs
+    folder = Path(".ftpe") / f"quickstart-test-{uuid.uuid4().hex[:8]}"
+    os.environ["FTPE_STORE"] = str(folder / "runs.sqlite")
     try:
         notebook = execute("01_quickstart.ipynb")
     finally:
         os.environ["FTPE_STORE"] = ""
+        shutil.rmtree(Path(__file__).resolve().parents[1] / "examples" / folder, ignore_errors=True)
     ARTIFACTS.mkdir(exist_ok=True)
     nbformat.write(notebook, ARTIFACTS / "01_quickstart.executed.ipynb")
     return notebook

@@ -224,6 +224,7 @@ def test_stop_button_skips_the_scheduled_validation(tiny_session):
 
 # -- 6. an unexpected error is one line, with the traceback on request ------------------------------------------
 def test_unexpected_error_is_one_line_and_debug_shows_it(shell, monkeypatch, capsys):
+    shell.run_cell_magic("prompt", "--max-new-tokens 1", "hi")  # the model is loaded before the failure
     monkeypatch.setattr(Session, "prompt", lambda *a, **k: (_ for _ in ()).throw(ZeroDivisionError("bad luck")))
     result = shell.run_cell("%%prompt\nhi")
     assert isinstance(result.error_in_exec, UsageError)
@@ -232,8 +233,9 @@ def test_unexpected_error_is_one_line_and_debug_shows_it(shell, monkeypatch, cap
     shell.run_line_magic("ftpe", "debug")
     assert "Traceback" in capsys.readouterr().out
     assert get_session().loaded  # the session survived the unexpected error with its model
+    monkeypatch.undo()
     shell.run_cell_magic("prompt", "--max-new-tokens 1", "hi")  # and the magics work again at once
-    assert len(get_session().history) == 1
+    assert len(get_session().history) == 2
 
 
 # -- round 3: saves that delete, secrets that print, searches and comparisons that lose work ---------------------

@@ -23,6 +23,24 @@ def _output_of(notebook, source_start: str) -> str:
     return cell_text(cells[-1])
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:home|root|tmp|work|usr|opt|var|Users)/[\w.-]+")
+
+
+def test_the_quickstart_shows_no_warning_no_machine_path_and_no_stuck_progress_bar(quickstart):
+    """What a newcomer sees: no library warning from our call paths, no absolute path of this machine, no
+    third-party progress widget saved at 0%."""
+    for cell in (c for c in quickstart.cells if c.cell_type == "code"):
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.get("output_type") == "stream" else ""
+            data = output.get("data", {})
+            html = re.sub(r"data:image/[^\"']+", "", data.get("text/html", ""))  # base64 is not a path
+            shown = text + data.get("text/plain", "") + html
+            assert "Warning" not in text and "warnings.warn" not in text, (cell.source[:60], text[:300])
+            assert not _ABSOLUTE_PATH.search(shown), (cell.source[:60], _ABSOLUTE_PATH.search(shown).group(0))
+            assert "application/vnd.jupyter.widget-view+json" not in data or "tqdm" not in str(data), cell.source[:60]
+            assert "Loading weights" not in shown and "Writing model shards" not in shown, cell.source[:60]
+
+
 def test_quickstart_shows_diff_table_and_answers(quickstart):
     assert "Diff against the previous run of <b>poem</b>" in _output_of(quickstart, "%%prompt --name poem --max")
     assert "system" in _output_of(quickstart, "%%prompt --name poem --max")

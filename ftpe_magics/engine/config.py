@@ -8,7 +8,7 @@ from pathlib import Path
 from traitlets import Enum, Int, Unicode, default
 from traitlets.config import Configurable
 
-VERSION = "0.3.0"  # the package's version: recorded with every stored run, shown by %load_ext
+VERSION = "0.4.0"  # the package's version: recorded with every stored run, shown by %load_ext
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 

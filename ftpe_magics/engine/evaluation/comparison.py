@@ -8,8 +8,9 @@ them in order (reading repeats from the result cache, measuring peak memory and 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,8 +20,12 @@ from .evaluator import ConditionResult, Evaluator
 from .stats import mcnemar_p
 from .verdict import Verdict, verdict
 
-if TYPE_CHECKING:
-    from ..persistence.result_cache import ConditionCache
+
+class ConditionCache(Protocol):
+    """What running conditions asks of a result cache (the run store's is ``persistence.result_cache``): the
+    result of ``compute``, or the stored one of an equal earlier run."""
+
+    def run(self, label: str, identity: dict | None, compute: Callable[[], ConditionResult]) -> ConditionResult: ...
 
 
 def run_condition(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec,

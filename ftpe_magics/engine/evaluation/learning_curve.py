@@ -15,13 +15,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data.examples import Examples
 from ..data.splits import nested_draws
-from .comparison import run_condition
+from .comparison import ConditionCache, run_condition
 from .condition_kinds import (
     FINETUNE_SIDE,
     KINDS,
@@ -34,9 +33,6 @@ from .condition_kinds import (
 from .evaluator import ConditionResult, Evaluator
 from .stats import bootstrap_interval, mcnemar_p
 from .verdict import ALPHA
-
-if TYPE_CHECKING:
-    from ..persistence.result_cache import ConditionCache
 
 
 @dataclass
