@@ -68,11 +68,11 @@ def executed_quickstart(tmp_path_factory):
 
     Its kernel gets a fresh run store of its own, so the notebook shows the store at work (a cached comparison)
     and never reads a store left by an earlier run."""
-    import nbformat
-    from notebook_runner import execute
-
     import shutil
     import uuid
+
+    import nbformat
+    from notebook_runner import execute
 
     # relative to the kernel's working folder (examples/), as a user's store is: no machine path in the outputs
     folder = Path(".ftpe") / f"quickstart-test-{uuid.uuid4().hex[:8]}"
