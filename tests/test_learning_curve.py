@@ -173,3 +173,66 @@ def test_a_fewshot_line_can_search_its_own_pool_without_a_curve(curve_session, d
     searched = result.conditions[0].extra["search"]
     assert searched["candidates"] == 3 and searched["best"]["k"] in (1, 2)
     assert result.curve is None
+
+
+class _Ahead:
+    """A curve stand-in: the fine-tune is significantly ahead from ``threshold`` examples on."""
+
+    def __init__(self, threshold: int):
+        self.threshold, self.bracket = threshold, None
+
+    def ahead(self, size: int) -> bool:
+        return size >= self.threshold
+
+
+class _FakeRun:
+    def __init__(self, pool_size: int, threshold: int, seconds_per_size: float = 0.0):
+        self.pool, self.curve, self.ran, self.said = [None] * pool_size, _Ahead(threshold), [], []
+        self.seconds = seconds_per_size
+
+    def size(self, size: int) -> list[str]:
+        import time
+
+        self.ran.append(size)
+        time.sleep(self.seconds)
+        return []
+
+    def log(self, message: str) -> None:
+        self.said.append(message)
+
+
+def test_the_adaptive_curve_doubles_then_bisects_to_the_crossover():
+    from ftpe_magics.engine.evaluation.learning_curve import hunt
+
+    run = _FakeRun(1024, threshold=100)
+    assert hunt(run, None) == []
+    assert run.ran == [16, 32, 64, 128, 91] and run.curve.bracket == (91, 128)  # 128 / 91 < 1.5: close enough
+    never = _FakeRun(40, threshold=10_000)
+    hunt(never, None)
+    assert never.ran == [16, 32, 40] and never.curve.bracket is None  # the whole pool, and no crossover
+    first = _FakeRun(1024, threshold=1)
+    hunt(first, None)
+    assert first.ran == [16] and first.curve.bracket is None  # ahead at once: the crossover is below the start
+
+
+def test_the_adaptive_curve_stops_at_its_budget():
+    from ftpe_magics.engine.evaluation.learning_curve import hunt
+
+    run = _FakeRun(1024, threshold=10_000, seconds_per_size=0.05)
+    hunt(run, budget_minutes=0.1 / 60)  # 0.1 s: two or three sizes
+    assert 1 <= len(run.ran) <= 3 and any("budget of" in line for line in run.said)
+
+
+def test_sizes_auto_runs_a_curve_end_to_end(curve_session, data):
+    train, eval_rows = data
+    body = "zero: prompt Review: {text}\\nSentiment:\nfs: fewshot curve-fs k=2\n"
+    result = curve_session.compare(body + "lora: finetune lora max-steps=2 batch-size=4 warmup=0 Review: {text}"
+                                   "\\nSentiment: {label}\n", eval_rows, train=train, sizes="auto", no_cache=True)
+    curve = result.curve
+    assert curve.hunted and curve.sizes[0] == 16 and curve.sizes == sorted(curve.sizes)
+    assert set(curve.sizes) <= {16, 32, 40} and result.conditions[0].condition == "zero"
+    sentence = curve.crossover().sentence
+    assert "sizes run: " + ", ".join(map(str, curve.sizes)) in sentence
+    assert max(p.size for p in curve.points) == curve.sizes[-1]
+    with pytest.raises(FtpeError, match="--budget-minutes bounds the adaptive curve"):
+        curve_session.compare(body, eval_rows, train=train, sizes="16", budget_minutes=1)

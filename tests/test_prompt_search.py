@@ -109,3 +109,13 @@ def test_the_search_log_is_kept_in_the_run_store(tiny_model_dir, tmp_path):
     run_id = int(again.history_table(kind="fewshot").iloc[0]["id"])
     view, rebuilt = again.stored_run(run_id)
     assert view == "fewshot" and rebuilt.search_log == result.search_log
+
+
+def test_the_search_can_choose_no_demonstrations_and_tries_calibration_both_ways():
+    from ftpe_magics.engine.evaluation.prompt_search import Candidate, draw_candidates
+
+    first = Candidate(4, "balanced", 0, calibrate=True)
+    candidates = draw_candidates(8, first, [0, 1, 2, 4, 8], 0, 0, 40, seed=0)
+    assert candidates[0] == first and candidates[1] == Candidate(0, "balanced", 0, calibrate=False)
+    assert len(set(candidates)) == 8 and {c.calibrate for c in candidates[2:]} == {True, False}
+    assert Candidate(0, "balanced", 0) not in draw_candidates(8, first, [1, 2], 0, 0, 40, seed=0)  # 0 not listed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ftpe_magics.engine.evaluation.comparison import CompareResult
 from ftpe_magics.engine.evaluation.evaluator import ConditionResult
 from ftpe_magics.engine.evaluation.stats import mcnemar_p
@@ -31,18 +33,20 @@ def test_each_sentence_carries_the_tables_numbers():
                        samples=[["yes", "yes"]] * N)  # 0.80, 30 ms, 80 tokens
     zero = _condition("zero", "prompt", 50, seconds=5.0, tokens=40)
     written = _result(zero, prompt, tuned).verdict()
-    best_prompt, best_tuned, gap, consistency, crossover, even, recommendation = written.sentences
+    best_prompt, best_tuned, gap, consistency, crossover, resolution, even, recommendation = written.sentences
     low, high = prompt.interval
     assert best_prompt == f"Best prompt: fs4 (fs4 spec), accuracy 0.600 (95% CI {low:.3f}-{high:.3f}, n=100)."
     assert best_tuned.startswith("Best fine-tune: lora (lora spec), accuracy 0.800")
-    gap_low, gap_high = paired_gap_interval(tuned.correct, prompt.correct)
-    assert gap_low <= 0.2 <= gap_high
+    (gap_low, gap_high), method = paired_gap_interval(tuned, prompt)
+    assert gap_low <= 0.2 <= gap_high and method == "Newcombe's paired score interval"
     p = mcnemar_p(tuned.correct, prompt.correct)  # 20 discordant pairs, all one way: 2 * 0.5**20
     assert abs(p - 2 * 0.5**20) < 1e-12
     assert f"is +0.200 (95% CI {gap_low:+.3f} to {gap_high:+.3f}" in gap and f"p = {p:.3g} (significant" in gap
     assert "fs4: accuracy spread across demonstration orders 0.016" in consistency
     assert "lora: agreement across samples" in consistency
     assert crossover.startswith("Crossover: not measured")
+    assert resolution.startswith("Resolution: on these 100 examples (they disagree on 20% of them), a gap of")
+    assert written.numbers["eval_needed"] is None and 0 < written.numbers["detectable_gap"] <= 0.2
     # 150 - 80 = 70 tokens, 100 - 30 = 70 ms saved per query; 389 s / 0.070 s = 5,557 queries
     assert "lora reads 70 fewer prompt tokens per query and answers 70.0 ms faster" in even
     assert "its 389 s of training is paid back after 5,557 queries" in even
@@ -90,3 +94,49 @@ def test_cost_columns_are_counted_from_the_model_and_the_training(tiny_session):
     assert table.loc["tuned", "train_flops"] == 6 * params * adapter.train_tokens
     assert table.loc["zero", "train_flops"] is None or table["train_flops"].isna()["zero"]
     assert "Break-even" in str(result.verdict())
+
+
+def test_accuracy_intervals_are_the_exact_binomial_bounds_at_the_extremes():
+    from ftpe_magics.engine.evaluation.stats import accuracy_interval
+
+    alpha = 0.05
+    low, high = accuracy_interval([1.0] * 20)  # 20/20: Clopper-Pearson lower bound (alpha/2)**(1/n)
+    assert abs(low - (alpha / 2) ** (1 / 20)) < 1e-9 and high == 1.0 and low < 0.84
+    low, high = accuracy_interval([0.0] * 20)
+    assert low == 0.0 and abs(high - (1 - (alpha / 2) ** (1 / 20))) < 1e-9
+    low, high = accuracy_interval([1.0] * 19 + [0.0])
+    assert abs(low - 0.75127) < 1e-4 and abs(high - 0.99873) < 1e-4  # the tabulated exact interval of 19/20
+    low, high = accuracy_interval([1.0])
+    assert abs(low - 0.025) < 1e-12 and high == 1.0
+    low, high = accuracy_interval([0.5, 0.7, 0.9])  # mean metric scores: a bootstrap interval
+    assert 0.5 <= low < high <= 0.9
+
+
+def test_the_paired_gap_interval_keeps_its_width_and_covers_the_truth():
+    from ftpe_magics.engine.evaluation.stats import paired_difference_interval
+
+    low, high = paired_difference_interval([True] * 20, [True] * 20)  # both perfect: the gap is not pinned at 0
+    assert low < -0.1 and high > 0.1 and abs(low + high) < 1e-12
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(400):  # true accuracies 0.8 and 0.7 with correlated outcomes on 40 paired examples
+        shared = rng.random(40)
+        first, second = shared < 0.8, (shared + rng.normal(0, 0.3, 40)) % 1 < 0.7
+        low, high = paired_difference_interval(first, second)
+        covered += low <= 0.1 <= high
+    assert covered / 400 >= 0.9
+
+
+def test_what_would_decide_it():
+    from ftpe_magics.engine.evaluation.stats import detectable_gap, mcnemar_sample_size
+
+    needed = mcnemar_sample_size(0.2, 0.1)  # Connor 1987 with z 1.960 and 0.842
+    assert abs(needed - (1.959964 * 0.2 ** 0.5 + 0.841621 * 0.19 ** 0.5) ** 2 / 0.01) < 0.01
+    assert abs(detectable_gap(int(np.ceil(needed)), 0.2) - 0.1) < 0.002
+    assert detectable_gap(100, 0.0) is None and mcnemar_sample_size(0.2, 0.0) == float("inf")
+    prompt = _condition("zero", "prompt", 60, seconds=2.0, tokens=30)
+    tuned = _condition("lora", "adapter", 62, seconds=2.0, tokens=30, train_seconds=50.0)
+    written = _result(prompt, tuned).verdict()  # 2 points apart on 100 (2 disagreements): not significant
+    assert written.numbers["detectable_gap"] is None  # even a gap as large as their disagreement would not show
+    assert written.numbers["eval_needed"] == int(np.ceil(mcnemar_sample_size(0.02, 0.02))) > 300
+    assert f"would need about {written.numbers['eval_needed']:,} eval examples" in written.sentences[5]

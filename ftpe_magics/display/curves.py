@@ -23,7 +23,7 @@ def learning_curve_html(curve: LearningCurve) -> str:
         shown = shown.drop(columns=["spread"])
     note = (f"<p style='{_NOTE}'>n: labelled examples (the first n of one seeded shuffle of --train: nested). Few-shot "
             "conditions draw their demonstrations from them, fine-tunes train on them; the others do not use them "
-            "and stay flat. Accuracy with a 95% bootstrap interval"
+            "and stay flat. Accuracy with its exact 95% interval"
             + (f", pooled over {curve.repeats} draws per size; spread: the standard deviation of the draws' "
                "accuracies" if curve.repeats > 1 else "") + ".</p>")
     if curve.removed:

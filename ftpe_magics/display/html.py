@@ -145,9 +145,9 @@ def summary_html(result: CompareResult) -> str:
     scored = table[~table["interrupted"]]
     chart = accuracy_bars(list(scored["condition"]), list(scored["accuracy"]), list(scored["accuracy_low"]),
                           list(scored["accuracy_high"]))
-    note = ("<p style='color:gray'>accuracy with a 95% bootstrap interval; p_vs_best: exact McNemar test "
-            "against the best condition on the same examples; latency per example; every column (FLOPs, memory, "
-            "trainable parameters...) in result.to_pandas().</p>")
+    note = ("<p style='color:gray'>accuracy with its exact 95% interval (bootstrap for mean scores); p_vs_best: "
+            "exact McNemar test against the best condition on the same examples; latency per example; every column "
+            "(FLOPs, memory, trainable parameters...) in result.to_pandas().</p>")
     by_construction = [c.condition for c in result.conditions if c.deterministic]
     if by_construction:
         note += (f"<p style='color:gray'>consistency of {html.escape(', '.join(by_construction))}: 1.0 by "

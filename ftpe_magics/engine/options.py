@@ -179,7 +179,8 @@ class FewShotOptions:
     search: int | None = option(None, "Try N candidate configurations (demonstrations, order, k, instructions, label "
                                       "words) on a validation split of --train; score only the best on --eval.", low=1,
                                 high=500)
-    search_k: str = option("1,2,4,8", "With --search: the k values to try.")
+    search_k: str = option("0,1,2,4,8", "With --search: the k values to try (0: the zero-shot prompt, always one "
+                                        "of the candidates when listed; calibration on or off is tried as well).")
     instructions: str | list | None = option(None, "With --search: a notebook variable holding a list of "
                                                    "instruction variants.", metavar="VAR")
     verbalizers: str | list | None = option(None, "With --search: a notebook variable holding a list of dicts "
@@ -235,20 +236,32 @@ class CurveOptions:
     """%%compare --train: the learning curve's sizes and draws."""
 
     sizes: str | None = option(None, "With --train: training-set sizes for a learning curve, e.g. 16,64,256,1024 "
-                                     "(nested: the first n of one seeded shuffle; default: all of --train).")
+                                     "(nested: the first n of one seeded shuffle; default: all of --train); auto: "
+                                     "double from 16 until the fine-tune is significantly ahead, then bisect to "
+                                     "within a factor of 1.5.")
     repeats: int = option(1, "With --sizes: draws per size, each with the seeds moved by one; the table shows the "
                              "spread and the crossover uses all of them.", low=1, high=20)
+    budget_minutes: float | None = option(None, "With --sizes auto: stop starting new sizes after M minutes.", low=0,
+                                          low_open=True, high=10080)
 
     def __post_init__(self) -> None:
         check_ranges(self)
         sizes = self.size_list
         if sizes is not None and (not sizes or min(sizes) < 1):
-            raise FtpeError("--sizes takes training-set sizes of 1 or more, e.g. 16,64,256,1024.")
-        if sizes is None and self.repeats > 1:
+            raise FtpeError("--sizes takes training-set sizes of 1 or more, e.g. 16,64,256,1024, or auto.")
+        if sizes is None and not self.auto and self.repeats > 1:
             raise FtpeError("--repeats draws another n examples per repeat; give --sizes below the size of --train.")
+        if self.budget_minutes is not None and not self.auto:
+            raise FtpeError("--budget-minutes bounds the adaptive curve; add --sizes auto.")
+
+    @property
+    def auto(self) -> bool:
+        return isinstance(self.sizes, str) and self.sizes.strip().lower() == "auto"
 
     @property
     def size_list(self) -> list[int] | None:
+        if self.auto:
+            return None
         sizes = split_list(self.sizes, "--sizes", int)
         return sorted(set(sizes)) if sizes else sizes
 

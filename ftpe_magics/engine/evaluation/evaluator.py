@@ -26,7 +26,7 @@ from ..prompting.calibration import CONTENT_FREE, calibrated, content_free_bias
 from ..prompting.fewshot import FewShotConfig, reorder, select_demos, verbalized
 from ..prompting.templates import ExampleTemplate, assemble, fill, scoring_inputs, template_fields
 from .metrics import Metric, apply_metric
-from .stats import bootstrap_interval, macro_f1, modal_agreement
+from .stats import accuracy_interval, macro_f1, modal_agreement
 
 
 class ModelHandle(Protocol):
@@ -89,7 +89,7 @@ class ConditionResult:
 
     @property
     def interval(self) -> tuple[float, float]:
-        return (float("nan"), float("nan")) if self.interrupted else bootstrap_interval(self.scores)
+        return (float("nan"), float("nan")) if self.interrupted else accuracy_interval(self.scores)
 
     @property
     def macro_f1(self) -> float | None:

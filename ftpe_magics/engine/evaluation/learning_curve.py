@@ -12,7 +12,9 @@ p < 0.05; a difference that does not pass is not a crossover, whatever the point
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,8 +33,10 @@ from .condition_kinds import (
     kinds_on,
 )
 from .evaluator import ConditionResult, Evaluator
-from .stats import bootstrap_interval, mcnemar_p
+from .stats import accuracy_interval, mcnemar_p
 from .verdict import ALPHA
+
+AUTO_START = 16  # --sizes auto: the first size (or the whole pool when it is smaller)
 
 
 @dataclass
@@ -59,6 +63,8 @@ class LearningCurve:
     repeats: int
     points: list[CurvePoint] = field(default_factory=list)
     removed: int = 0  # training examples dropped because the eval set holds their text
+    hunted: bool = False  # --sizes auto: the sizes were chosen as the curve ran
+    bracket: tuple[int, int] | None = None  # the adaptive curve's last sizes below and at the crossover
 
     def labels(self) -> list[str]:
         return [c.condition for c in self.points[0].conditions] if self.points else []
@@ -77,7 +83,7 @@ class LearningCurve:
     def pooled(self, label: str, size: int) -> dict:
         runs = self.results(label, size)
         scores = np.concatenate([np.asarray(r.scores, float) for r in runs])
-        low, high = bootstrap_interval(scores)
+        low, high = accuracy_interval(scores)
         accuracies = [r.accuracy for r in runs]
         return {"condition": label, "kind": runs[0].kind, "n": size, "accuracy": float(scores.mean()),
                 "accuracy_low": low, "accuracy_high": high,
@@ -110,63 +116,131 @@ class LearningCurve:
     def _pooled_correct(self, label: str, size: int) -> list[bool]:
         return [flag for run in self.results(label, size) for flag in run.correct]
 
+    def standing(self, size: int) -> tuple[str, str, float, float] | None:
+        """At ``size``: the best prompt, the best fine-tune, the pooled McNemar p between them and the fine-tune's
+        lead (None without both sides)."""
+        prompt, finetune = self._best(size, PROMPT_SIDE), self._best(size, FINETUNE_SIDE)
+        if prompt is None or finetune is None:
+            return None
+        p = mcnemar_p(self._pooled_correct(finetune, size), self._pooled_correct(prompt, size))
+        return prompt, finetune, p, self.pooled(finetune, size)["accuracy"] - self.pooled(prompt, size)["accuracy"]
+
+    def ahead(self, size: int) -> bool:
+        """Whether the best fine-tune is significantly more accurate than the best prompt at ``size``."""
+        standing = self.standing(size)
+        return standing is not None and standing[3] > 0 and standing[2] < ALPHA
+
     def crossover(self) -> Crossover:
         sizes = self.measured_sizes()
         if not sizes:
             return Crossover(None, "Crossover: not measured (the learning curve stopped before its first size).")
-        last = None
-        for size in sizes:
-            prompt, finetune = self._best(size, PROMPT_SIDE), self._best(size, FINETUNE_SIDE)
-            if prompt is None or finetune is None:
-                return Crossover(None, "Crossover: not measured (the curve needs a prompting and a finetune "
-                                       "condition).")
-            p = mcnemar_p(self._pooled_correct(finetune, size), self._pooled_correct(prompt, size))
-            gap = self.pooled(finetune, size)["accuracy"] - self.pooled(prompt, size)["accuracy"]
-            last = (size, prompt, finetune, p, gap)
+        if any(self.standing(size) is None for size in sizes):
+            return Crossover(None, "Crossover: not measured (the curve needs a prompting and a finetune condition).")
+        ran = f" (sizes run: {', '.join(map(str, sizes))})" if self.hunted else ""
+        for index, size in enumerate(sizes):
+            prompt, finetune, p, gap = self.standing(size)
             if gap > 0 and p < ALPHA:
-                return Crossover(size, f"Crossover: at n={size} labelled examples, {finetune} is significantly more "
-                                       f"accurate than {prompt} ({gap * 100:+.1f} points, pooled McNemar over "
-                                       f"{self.repeats} repeat(s): p = {p:.3g}); below it, not.", p)
-        size, prompt, finetune, p, gap = last
-        return Crossover(None, f"Crossover: not reached up to n={size}: there {finetune} against {prompt} is "
-                               f"{gap * 100:+.1f} points, pooled McNemar p = {p:.3g} (not significant at {ALPHA}, or "
-                               "the prompt is ahead).", p)
+                where = (f"between n={sizes[index - 1]} and n={size}" if self.hunted and index else f"at n={size}")
+                return Crossover(size, f"Crossover: {where} labelled examples{ran}: at n={size} {finetune} is "
+                                       f"significantly more accurate than {prompt} ({gap * 100:+.1f} points, pooled "
+                                       f"McNemar over {self.repeats} repeat(s): p = {p:.3g}); below it, not.", p)
+        prompt, finetune, p, gap = self.standing(sizes[-1])
+        return Crossover(None, f"Crossover: not reached up to n={sizes[-1]}{ran}: there {finetune} against {prompt} "
+                               f"is {gap * 100:+.1f} points, pooled McNemar p = {p:.3g} (not significant at {ALPHA}, "
+                               "or the prompt is ahead).", p)
+
+
+@dataclass
+class _CurveRun:
+    """What every size of one curve shares: the conditions, the pool, the cache, and the flat results."""
+
+    context: ConditionContext
+    evaluator: Evaluator
+    specs: list[ConditionSpec]
+    pool: Examples
+    seed: int
+    cache: ConditionCache | None
+    log: Callable[[str], None]
+    curve: LearningCurve
+    flat: dict[str, ConditionResult] = field(default_factory=dict)
+
+    def size(self, size: int) -> list[str]:
+        """Every repeat at ``size``; the labels the stop button kept from running (empty: all ran)."""
+        curve = self.curve
+        if size not in curve.sizes:
+            bisect.insort(curve.sizes, size)
+        for repeat in range(curve.repeats):
+            self.log(f"Learning curve: n={size}" + (f", draw {repeat + 1} of {curve.repeats}" if curve.repeats > 1
+                                                     else "") + ".")
+            draw = nested_draws(self.pool, [size], self.seed + repeat)[size]
+            point_context = dataclasses.replace(self.context, train_pool=draw, seed_offset=repeat)
+            results = []
+            for spec in self.specs:
+                if not KINDS[spec.kind].learns_from_train and spec.label in self.flat:
+                    results.append(self.flat[spec.label])
+                    continue
+                try:
+                    result = run_condition(point_context, self.evaluator, spec, self.cache)
+                except KeyboardInterrupt:
+                    return [f"{spec.label} at n={size}"]
+                if result.interrupted:
+                    return [f"{spec.label} at n={size}"]
+                self.flat.setdefault(spec.label, result)
+                results.append(result)
+            curve.points.append(CurvePoint(size, repeat, results))
+        return []
 
 
 def run_curve(context: ConditionContext, evaluator: Evaluator, specs: list[ConditionSpec], pool: Examples,
-              sizes: list[int], repeats: int, seed: int, cache: ConditionCache | None = None,
-              log: Callable[[str], None] = lambda message: None) -> tuple[LearningCurve, list[str]]:
+              sizes: list[int] | None, repeats: int, seed: int, cache: ConditionCache | None = None,
+              log: Callable[[str], None] = lambda message: None,
+              budget_minutes: float | None = None) -> tuple[LearningCurve, list[str]]:
     """Every condition at every size and repeat (size by size, so a stop keeps whole sizes); the curve and what
-    the stop button kept from running. ``log`` hears of each size as it starts (a curve can run for hours)."""
+    the stop button kept from running. ``log`` hears of each size as it starts (a curve can run for hours).
+    ``sizes`` None: the adaptive curve (:func:`hunt`), within ``budget_minutes``."""
     check_references(dataclasses.replace(context, train_pool=pool), specs)
-    draws = [nested_draws(pool, sizes, seed + repeat) for repeat in range(repeats)]
-    curve = LearningCurve(sizes, repeats)
-    flat: dict[str, ConditionResult] = {}
+    if sizes:
+        nested_draws(pool, sizes, seed)  # a size above the pool is an error before anything runs
+    run = _CurveRun(context, evaluator, specs, pool, seed, cache, log, LearningCurve([], repeats, hunted=not sizes))
+    if not sizes:
+        return run.curve, hunt(run, budget_minutes)
     for size in sizes:
-        for repeat in range(repeats):
-            log(f"Learning curve: n={size}" + (f", draw {repeat + 1} of {repeats}" if repeats > 1 else "") + ".")
-            point_context = dataclasses.replace(context, train_pool=draws[repeat][size], seed_offset=repeat)
-            results = []
-            for spec in specs:
-                if not KINDS[spec.kind].learns_from_train and spec.label in flat:
-                    results.append(flat[spec.label])
-                    continue
-                try:
-                    result = run_condition(point_context, evaluator, spec, cache)
-                except KeyboardInterrupt:
-                    return curve, [f"{spec.label} at n={size}"]
-                if result.interrupted:
-                    return curve, [f"{spec.label} at n={size}"]
-                flat.setdefault(spec.label, result)
-                results.append(result)
-            curve.points.append(CurvePoint(size, repeat, results))
-    return curve, []
+        not_run = run.size(size)
+        if not_run:
+            return run.curve, not_run
+    return run.curve, []
+
+
+def hunt(run: _CurveRun, budget_minutes: float | None, start: int = AUTO_START) -> list[str]:
+    """``--sizes auto``: double from ``start`` until the best fine-tune is significantly ahead or the pool is used,
+    then bisect between the last two sizes until they are within a factor of 1.5; never past the budget."""
+    started, total = time.perf_counter(), len(run.pool)
+
+    def spent() -> bool:
+        over = budget_minutes is not None and time.perf_counter() - started > 60 * budget_minutes
+        if over:
+            run.log(f"Learning curve: the budget of {budget_minutes:g} minute(s) is spent; stopped with the sizes run.")
+        return over
+
+    low, size = None, min(start, total)
+    while True:
+        not_run = run.size(size)
+        if not_run or run.curve.ahead(size) or size == total or spent():
+            break
+        low, size = size, min(2 * size, total)
+    high = size if run.curve.ahead(size) and not not_run else None
+    while not not_run and low is not None and high is not None and high / low > 1.5 and not spent():
+        middle = round((low * high) ** 0.5)
+        not_run = run.size(middle)
+        low, high = (low, middle) if run.curve.ahead(middle) else (middle, high)
+    run.curve.bracket = (low, high) if high is not None and low is not None else None
+    return not_run
 
 
 def curve_data(curve: LearningCurve, run_of: dict[int, int]) -> dict:
     """The curve for the run store: each point's conditions as the runs that hold them (``run_of``: result
     object id -> run id), so no result is stored twice."""
-    return {"sizes": curve.sizes, "repeats": curve.repeats, "removed": curve.removed,
+    return {"sizes": curve.sizes, "repeats": curve.repeats, "removed": curve.removed, "hunted": curve.hunted,
             "points": [{"size": point.size, "repeat": point.repeat,
                         "conditions": [run_of[id(result)] for result in point.conditions]} for point in curve.points]}
 
@@ -174,4 +248,4 @@ def curve_data(curve: LearningCurve, run_of: dict[int, int]) -> dict:
 def curve_from_data(data: dict, condition: Callable[[int], ConditionResult]) -> LearningCurve:
     points = [CurvePoint(point["size"], point["repeat"], [condition(run) for run in point["conditions"]])
               for point in data["points"]]
-    return LearningCurve(data["sizes"], data["repeats"], points, data.get("removed", 0))
+    return LearningCurve(data["sizes"], data["repeats"], points, data.get("removed", 0), data.get("hunted", False))

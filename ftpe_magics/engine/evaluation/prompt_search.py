@@ -38,6 +38,7 @@ class Candidate:
     seed: int
     instruction: int = 0
     verbalizer: int = 0
+    calibrate: bool = False
 
 
 def check_verbalizers(verbalizers: Sequence[Mapping[str, str]], label_set: list[str]) -> list[dict[str, str]]:
@@ -74,15 +75,20 @@ def search_split(train: Examples, eval_data: Examples, val_split: float, seed: i
 
 def draw_candidates(count: int, first: Candidate, ks: list[int], instructions: int, verbalizers: int,
                     pool_size: int, seed: int) -> list[Candidate]:
-    """``count`` distinct candidates, the options' own configuration first."""
+    """``count`` distinct candidates: the options' own configuration first, then (when 0 is among ``ks``) the same
+    template with no demonstrations and no calibration, so the search can always choose the zero-shot prompt;
+    calibration on or off is an axis like the others."""
     ks = [k for k in ks if k <= pool_size] or [min(first.k, pool_size)]
     rng = random.Random(seed)
     chosen = [dataclasses.replace(first, k=min(first.k, pool_size))]
+    zero_shot = dataclasses.replace(first, k=0, calibrate=False)
+    if 0 in ks and zero_shot not in chosen and count > 1:
+        chosen.append(zero_shot)
     for _ in range(count * 50):  # the seed axis is unbounded: distinct candidates are never scarce
         if len(chosen) >= count:
             break
         candidate = Candidate(rng.choice(ks), rng.choice(SELECTIONS), rng.randrange(10_000),
-                              rng.randrange(instructions + 1), rng.randrange(verbalizers + 1))
+                              rng.randrange(instructions + 1), rng.randrange(verbalizers + 1), rng.random() < 0.5)
         if candidate not in chosen:
             chosen.append(candidate)
     return chosen
@@ -95,12 +101,14 @@ def configure(base: FewShotConfig, candidate: Candidate, instructions: Sequence[
     if candidate.instruction:
         template = ExampleTemplate(template.template, instructions[candidate.instruction - 1])
     return dataclasses.replace(base, k=candidate.k, select=candidate.select, seed=candidate.seed, template=template,
-                               verbalizer=verbalizers[candidate.verbalizer - 1] if candidate.verbalizer else None)
+                               verbalizer=verbalizers[candidate.verbalizer - 1] if candidate.verbalizer else None,
+                               calibrate=candidate.calibrate)
 
 
 def _row(number: int, candidate: Candidate, config: FewShotConfig, status: str,
          result: ConditionResult | None = None) -> dict[str, Any]:
     return {"candidate": number, "k": candidate.k, "select": candidate.select, "seed": candidate.seed,
+            "calibrate": candidate.calibrate,
             "instruction": _short(config.template.instructions),
             "label_words": "/".join(config.verbalizer.values()) if config.verbalizer else "(labels)",
             "val_accuracy": result.accuracy if result else float("nan"),

@@ -1,15 +1,18 @@
-"""Statistics for comparing conditions on one held-out set.
+"""Statistics for comparing conditions on one held-out set, right at small n.
 
-Bootstrap intervals say how much an accuracy would move on another sample of the same size, and
-McNemar's exact test asks whether two conditions that saw the *same* examples really differ; both
-matter more than a point estimate on a few hundred examples.
+An accuracy is a proportion: its interval is the exact (Clopper-Pearson) one, which keeps its width at 20/20 and
+0/20 where a bootstrap collapses to a point; mean metric scores in [0, 1] get a bootstrap interval. Two conditions
+on the *same* examples are compared by paired methods: Newcombe's score interval for the difference of paired
+proportions, McNemar's exact test, and McNemar's power to say which gap an eval set can resolve at all.
 """
 
 from __future__ import annotations
 
-from math import comb
+from math import comb, sqrt
+from statistics import NormalDist
 
 import numpy as np
+from scipy.stats import binomtest
 
 
 def bootstrap_interval(correct: list[bool] | np.ndarray, resamples: int = 2000, confidence: float = 0.95,
@@ -22,6 +25,74 @@ def bootstrap_interval(correct: list[bool] | np.ndarray, resamples: int = 2000, 
     means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
     tail = (1 - confidence) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def is_binary(scores: list[float] | np.ndarray) -> bool:
+    values = np.asarray(scores, dtype=float)
+    return bool(values.size) and bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def proportion_interval(successes: int, total: int, confidence: float = 0.95,
+                        method: str = "exact") -> tuple[float, float]:
+    """Exact (Clopper-Pearson) or Wilson interval of a proportion; both hold at any n, 0/n and n/n included."""
+    if total == 0:
+        return (float("nan"), float("nan"))
+    bounds = binomtest(int(successes), int(total)).proportion_ci(confidence_level=confidence, method=method)
+    return float(bounds.low), float(bounds.high)
+
+
+def accuracy_interval(scores: list[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact interval for 0/1 outcomes (an accuracy), a bootstrap one for mean scores in [0, 1]."""
+    values = np.asarray(scores, dtype=float)
+    if is_binary(values):
+        return proportion_interval(int(values.sum()), values.size, confidence)
+    return bootstrap_interval(values, confidence=confidence)
+
+
+def paired_difference_interval(first: list[bool], second: list[bool],
+                               confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (1998, method 10) for accuracy(first) - accuracy(second) on the same
+    examples: Wilson bounds of each accuracy, combined with the correlation of the paired outcomes."""
+    a, b = np.asarray(first, bool), np.asarray(second, bool)
+    n = a.size
+    if n == 0:
+        return (float("nan"), float("nan"))
+    both, only_a, only_b = int(np.sum(a & b)), int(np.sum(a & ~b)), int(np.sum(~a & b))
+    neither = n - both - only_a - only_b
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    l1, u1 = proportion_interval(both + only_a, n, confidence, "wilson")
+    l2, u2 = proportion_interval(both + only_b, n, confidence, "wilson")
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    phi = (both * neither - only_a * only_b) / sqrt(margins) if margins else 0.0
+    gap = p1 - p2
+    below = sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    above = sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return max(-1.0, gap - below), min(1.0, gap + above)
+
+
+def mcnemar_sample_size(discordant: float, gap: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Paired examples McNemar's test needs to detect ``gap`` (a difference of accuracies) with ``power``, when the
+    two conditions disagree on a share ``discordant`` of them (Connor 1987)."""
+    if gap == 0 or discordant <= 0:
+        return float("inf")
+    gap = min(abs(gap), discordant)
+    z_alpha, z_power = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
+    return (z_alpha * sqrt(discordant) + z_power * sqrt(max(0.0, discordant - gap ** 2))) ** 2 / gap ** 2
+
+
+def detectable_gap(total: int, discordant: float, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest accuracy difference ``total`` paired examples detect with ``power`` at that disagreement rate,
+    by bisection on :func:`mcnemar_sample_size`; None when the two never disagree, or when no gap that
+    disagreement allows is detectable."""
+    if discordant <= 0 or total <= 0:
+        return None
+    if mcnemar_sample_size(discordant, discordant, alpha, power) > total:
+        return None  # even the largest gap this disagreement allows needs more examples than there are
+    low, high = 0.0, discordant
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if mcnemar_sample_size(discordant, middle, alpha, power) > total else (low, middle)
+    return high
 
 
 def mcnemar_p(correct_a: list[bool], correct_b: list[bool]) -> float:

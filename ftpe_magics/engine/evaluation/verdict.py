@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .condition_kinds import FINETUNE_SIDE, PROMPT_SIDE, kinds_on
-from .stats import bootstrap_interval, mcnemar_p
+from .stats import (
+    bootstrap_interval,
+    detectable_gap,
+    is_binary,
+    mcnemar_p,
+    mcnemar_sample_size,
+    paired_difference_interval,
+)
 
 if TYPE_CHECKING:
     from .evaluator import ConditionResult
@@ -36,10 +43,35 @@ class Verdict:
         printer.text(str(self))
 
 
-def paired_gap_interval(better: list[bool], other: list[bool]) -> tuple[float, float]:
-    """95% bootstrap interval of the accuracy difference on the same examples (the per-example differences are
-    resampled, so each example's pair stays together)."""
-    return bootstrap_interval(np.asarray(better, float) - np.asarray(other, float))
+def paired_gap_interval(better: ConditionResult, other: ConditionResult) -> tuple[tuple[float, float], str]:
+    """95% interval of the accuracy difference on the same examples, and its method's name: Newcombe's paired score
+    interval for 0/1 outcomes; a bootstrap of the per-example differences (pairs kept together) for mean scores."""
+    if is_binary(better.scores) and is_binary(other.scores):
+        return paired_difference_interval(better.correct, other.correct), "Newcombe's paired score interval"
+    return bootstrap_interval(np.asarray(better.scores) - np.asarray(other.scores)), "paired bootstrap"
+
+
+def resolution(prompt: ConditionResult, finetune: ConditionResult, gap: float, p: float) -> tuple[str, dict]:
+    """What would decide it: the smallest gap these eval examples detect (80% power, McNemar, at the observed
+    disagreement), and, for a gap that is not significant, about how many eval examples would resolve it."""
+    a, b = np.asarray(finetune.correct, bool), np.asarray(prompt.correct, bool)
+    n, discordant = a.size, float(np.mean(a != b)) if a.size else 0.0
+    smallest = detectable_gap(n, discordant)
+    needed = mcnemar_sample_size(discordant, gap) if p >= ALPHA else None
+    numbers = {"detectable_gap": smallest, "eval_needed": None if needed is None or needed == float("inf")
+               else int(np.ceil(needed))}
+    if discordant == 0:
+        return (f"Resolution: the two agree on all {n} examples, so no gap can show on them; a larger or harder "
+                "eval set is what would tell them apart."), numbers
+    reach = (f"a gap of {smallest * 100:.1f} points or more would be detected with 80% power" if smallest is not None
+             else "no gap their disagreement allows would be detected with 80% power")
+    sentence = f"Resolution: on these {n} examples (they disagree on {discordant:.0%} of them), {reach}"
+    if numbers["eval_needed"] is not None:
+        sentence += (f"; the observed gap of {abs(gap) * 100:.1f} points would need about {numbers['eval_needed']:,} "
+                     "eval examples to be detected as often")
+    elif p >= ALPHA:
+        sentence += "; the two are tied on these examples, so no eval size would show a gap"
+    return sentence + ".", numbers
 
 
 def _best(conditions: list[ConditionResult], side: str) -> ConditionResult | None:
@@ -109,16 +141,17 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None,
         return Verdict([f"No verdict: the comparison has no {missing} that ran to the end; a verdict needs both "
                         "sides."])
     gap = finetune.accuracy - prompt.accuracy
-    low, high = paired_gap_interval(finetune.correct, prompt.correct)
+    (low, high), method = paired_gap_interval(finetune, prompt)
     p = mcnemar_p(finetune.correct, prompt.correct)
+    resolved, power_numbers = resolution(prompt, finetune, gap, p)
     even, queries = break_even(prompt, finetune)
     sentences = [_described("prompt", prompt), _described("fine-tune", finetune),
                  f"Gap: the fine-tune's accuracy minus the prompt's is {gap:+.3f} (95% CI {low:+.3f} to {high:+.3f}, "
-                 f"paired bootstrap); exact McNemar test on the same {finetune.n} examples: p = {p:.3g}"
+                 f"{method}); exact McNemar test on the same {finetune.n} examples: p = {p:.3g}"
                  f" ({'significant' if p < ALPHA else 'not significant'} at {ALPHA}).",
                  _consistency(prompt, finetune, draws or {}),
                  crossover or "Crossover: not measured (%%compare --train VAR --sizes ... runs the learning curve).",
-                 even, _recommendation(prompt, finetune, gap, p)]
+                 resolved, even, _recommendation(prompt, finetune, gap, p)]
     numbers = {"prompt": prompt.condition, "finetune": finetune.condition, "gap": gap, "gap_low": low,
-               "gap_high": high, "p": p, "break_even_queries": queries}
+               "gap_high": high, "p": p, "break_even_queries": queries, **power_numbers}
     return Verdict(sentences, numbers)

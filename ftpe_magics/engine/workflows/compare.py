@@ -46,7 +46,8 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
     else:
         share_label_set(eval_data, train_data, data.labels)
         learning_curve, not_run = _curve(bench, context, evaluator, specs, train_data, curve, evaluation, cache)
-        results = next((p.conditions for p in reversed(learning_curve.points) if p.repeat == 0), [])
+        firsts = [point for point in learning_curve.points if point.repeat == 0]  # the table: the largest size's
+        results = max(firsts, key=lambda point: point.size).conditions if firsts else []
     report(bench, evaluator, results, not_run)
     result = CompareResult(results, eval_data.texts, model_params=bench.parameter_count(), curve=learning_curve)
     bench.recorder.record_comparison("compare", result, cache, record)
@@ -79,10 +80,11 @@ def _curve(bench: Workbench, context: ConditionContext, evaluator: Evaluator, sp
     if removed:
         bench.log(f"Removed {removed} training example(s) whose text is also in the eval set: they are never "
                   "trained on or drawn as demonstrations.")
-    sizes = curve.size_list or [len(pool)]
+    sizes = None if curve.auto else curve.size_list or [len(pool)]
     cache.quiet = True
+    several = sizes is None or len(sizes) * curve.repeats > 1
     learning_curve, not_run = run_curve(context, evaluator, specs, pool, sizes, curve.repeats, evaluation.seed,
-                                        cache, bench.log if len(sizes) * curve.repeats > 1 else lambda m: None)
+                                        cache, bench.log if several else lambda m: None, curve.budget_minutes)
     learning_curve.removed = removed
     if cache.from_store:
         bench.log(f"Read {cache.from_store} of the curve's {len(cache.entries)} results from the run store (same "

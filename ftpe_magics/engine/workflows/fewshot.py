@@ -77,7 +77,7 @@ def search_fewshot(bench: Workbench, config: FewShotConfig, eval_data: Examples,
         bench.log(f"Search: --search-k {', '.join(map(str, too_big))} left out (more than the {len(pool)} examples "
                   "the search draws from).")
     base = dataclasses.replace(config, train=pool)
-    first = Candidate(config.k, config.select, config.seed)
+    first = Candidate(config.k, config.select, config.seed, calibrate=config.calibrate)
     candidates = draw_candidates(fewshot.search, first, fewshot.search_ks, len(instructions), len(verbalizers),
                                  len(pool), evaluation.seed)
     val_evaluator = bench.evaluator(val, dataclasses.replace(evaluation, limit=None), namespace)
