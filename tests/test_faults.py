@@ -324,7 +324,7 @@ def test_a_stopped_prompt_search_keeps_the_best_so_far_and_says_so(tiny_session,
             return result
 
         monkeypatch.setattr(Evaluator, "fewshot", interrupted)
-    result = tiny_session.fewshot(TEMPLATE, POOL, EVAL, search=5, search_k="1,2")
+    result = tiny_session.fewshot(TEMPLATE, POOL, EVAL, search=5, search_k="1,2", cv=1)  # one pass per candidate
     assert [row["candidate"] for row in result.search_log] == [0, 1]
     assert sum(row["best"] for row in result.search_log) == 1
     assert not result.conditions[0].interrupted and result.conditions[0].n == len(EVAL)  # the best was used
@@ -339,7 +339,7 @@ def test_a_candidate_too_long_for_the_context_is_skipped(tiny_session, monkeypat
     messages = []
     monkeypatch.setattr(tiny_session, "log", messages.append)
     _stop_scoring_at(monkeypatch, 2, ContextTooLong("Example 0's prompt is 9000 tokens"))
-    result = tiny_session.fewshot(TEMPLATE, POOL, EVAL, search=4, search_k="1,2", k=1)
+    result = tiny_session.fewshot(TEMPLATE, POOL, EVAL, search=4, search_k="1,2", k=1, cv=1)
     statuses = [row["status"] for row in result.search_log]
     assert statuses == ["scored", "too long", "scored", "scored"]
     assert not result.search_log[1]["best"]

@@ -236,3 +236,22 @@ def test_sizes_auto_runs_a_curve_end_to_end(curve_session, data):
     assert max(p.size for p in curve.points) == curve.sizes[-1]
     with pytest.raises(FtpeError, match="--budget-minutes bounds the adaptive curve"):
         curve_session.compare(body, eval_rows, train=train, sizes="16", budget_minutes=1)
+
+
+def test_the_study_writes_its_conditions_and_runs_them_on_the_curve(curve_session, data):
+    train, eval_rows = data
+    said = []
+    original_log, curve_session.log = curve_session.log, said.append
+    try:
+        result = curve_session.compare(TEMPLATE, eval_rows, train=train, study=True, sizes="16", no_cache=True)
+    finally:
+        curve_session.log = original_log
+    assert [c.condition for c in result.conditions] == ["zero-shot", "few-shot", "probe", "head", "lora"]
+    assert [c.kind for c in result.conditions] == ["prompt", "fewshot", "finetune", "finetune", "finetune"]
+    assert result.conditions[1].extra["search"]["candidates"] == 8 and result.conditions[4].extra["search"]
+    assert any(line.startswith("Study: zero-shot; few-shot searched over 8 candidates") for line in said)
+    assert result.curve.sizes == [16] and result.verdict().numbers["prompt"] in ("zero-shot", "few-shot")
+    with pytest.raises(FtpeError, match="--study compares what each side learns from --train"):
+        curve_session.compare(TEMPLATE, eval_rows, study=True)
+    with pytest.raises(FtpeError, match="one example template ending in"):
+        curve_session.compare("zero: prompt Review: {text}", eval_rows, train=train, study=True)

@@ -77,7 +77,7 @@ def _config(**changes):
     ({"instructions": ["Be brief."]}, "add --search"),
     ({"search": 3, "sweep_k": "1,2"}, "use one of them"),
     ({"search": 3, "instructions": "nosuch"}, "no variable named 'nosuch'"),
-    ({"search": 3, "val_split": 0.01}, "the search needs both"),
+    ({"search": 3, "val_split": 0.01, "cv": 1}, "the search needs both"),
 ])
 def test_bad_search_options_are_one_line(tiny_session, options, message):
     with pytest.raises(FtpeError, match=message):
@@ -119,3 +119,27 @@ def test_the_search_can_choose_no_demonstrations_and_tries_calibration_both_ways
     assert candidates[0] == first and candidates[1] == Candidate(0, "balanced", 0, calibrate=False)
     assert len(set(candidates)) == 8 and {c.calibrate for c in candidates[2:]} == {True, False}
     assert Candidate(0, "balanced", 0) not in draw_candidates(8, first, [1, 2], 0, 0, 40, seed=0)  # 0 not listed
+
+
+def test_cross_validation_scores_every_pool_example_once_and_never_reads_the_eval_set(tiny_session, monkeypatch):
+    from ftpe_magics.engine.evaluation.evaluator import Evaluator
+
+    original, seen = Evaluator.fewshot, []
+
+    def recording(self, condition, config, k=None):
+        seen.append((condition, tuple(self.eval_data.texts), tuple(config.train.texts)))
+        return original(self, condition, config, k)
+
+    monkeypatch.setattr(Evaluator, "fewshot", recording)
+    result = tiny_session.fewshot(TEMPLATE, POOL[:20], EVAL, search=3, search_k="0,1,2", cv=4, no_cache=True)
+    searched = [entry for entry in seen if entry[0].startswith("candidate")]
+    assert len(searched) == 3 * 4  # every candidate on each of the 4 folds
+    for number in range(3):
+        folds = [entry for entry in searched if entry[0] == f"candidate {number}"]
+        held = [text for _, val, _ in folds for text in val]
+        assert sorted(held) == sorted(row["text"] for row in POOL[:20])  # every pool example held out once
+        assert all(not set(val) & set(train) for _, val, train in folds)  # never its own demonstration
+    eval_texts = {row["text"] for row in EVAL}
+    assert not any(set(val) & eval_texts for _, val, _ in searched)  # the eval set is not read while searching
+    assert all(row["val_spread"] == row["val_spread"] for row in result.search_log)  # a spread across folds
+    assert seen[-1][0] != "candidate 0" and set(seen[-1][1]) == eval_texts  # then only the chosen one on --eval

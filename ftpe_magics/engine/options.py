@@ -185,6 +185,10 @@ class FewShotOptions:
                                                    "instruction variants.", metavar="VAR")
     verbalizers: str | list | None = option(None, "With --search: a notebook variable holding a list of dicts "
                                                   "label -> word.", metavar="VAR")
+    cv: int | None = option(None, "With --search: score each candidate by K-fold cross-validation on --train (every "
+                                  "example held out once, demonstrations from the other folds); default 5 while "
+                                  "--train has at most 512 usable examples, else one --val-split; 1: one split.",
+                            low=1, high=20)
     val_split: float = option(0.2, "With --search: the share of --train held out to score candidates (seeded; the "
                                    "eval set is never read).", low=0, low_open=True, high=1, high_open=True)
 
@@ -218,6 +222,9 @@ class CompareOptions:
                              "distribution; generation at temperature 0.7).", low=1, high=100)
     answer_regex: str | None = option(None, "How chain-of-thought answers are found in the reasoning (the last "
                                             "match; group 1 if it has groups).")
+    study: bool = option(False, "With --train and one example template as the cell: the standard study (zero-shot, "
+                                "a cross-validated few-shot search, probe, head, a searched LoRA) on --sizes auto "
+                                "unless --sizes is given.")
 
     def __post_init__(self) -> None:
         check_ranges(self)

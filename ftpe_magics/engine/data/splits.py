@@ -63,3 +63,15 @@ def without_eval_texts(train: Examples, eval_data: Examples) -> tuple[Examples, 
     many were removed."""
     _, leaked = overlapping(train, eval_data)
     return train.subset([i for i in range(len(train)) if i not in leaked]), len(leaked)
+
+
+def folds(data: Examples, count: int, seed: int) -> list[tuple[Examples, Examples]]:
+    """``count`` folds of one seeded shuffle, each as (the other folds, the fold): every example is held out
+    exactly once; both sides keep the data's own order."""
+    if not 1 < count <= len(data):
+        raise FtpeError(f"--cv {count} needs at least {count} usable examples (there are {len(data)}) and at least 2 "
+                        "folds; use a smaller --cv, or --cv 1 for one split.")
+    order = seeded_order(len(data), seed)
+    parts = [sorted(order[fold::count]) for fold in range(count)]
+    return [(data.subset(sorted(i for other, part in enumerate(parts) if other != fold for i in part)),
+             data.subset(parts[fold])) for fold in range(count)]

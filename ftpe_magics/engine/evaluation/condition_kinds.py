@@ -202,7 +202,7 @@ def _run_fewshot(context: ConditionContext, evaluator: Evaluator, spec: Conditio
 def _search_identity(evaluator: Evaluator, options: FewShotOptions) -> dict:
     lists = {option: evaluator.namespace.get(value) if isinstance(value, str) else value
              for option, value in (("instructions", options.instructions), ("verbalizers", options.verbalizers))}
-    return {"search": options.search, "search_k": options.search_k, "val_split": options.val_split,
+    return {"search": options.search, "search_k": options.search_k, "val_split": options.val_split, "cv": options.cv,
             **{option: repr(value) for option, value in lists.items() if value is not None}}
 
 

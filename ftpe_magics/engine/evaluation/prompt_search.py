@@ -19,8 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..data.examples import Examples
-from ..data.splits import held_out_size, split_off, without_eval_texts
+from ..data.splits import folds, held_out_size, split_off, without_eval_texts
 from ..errors import ContextTooLong, FtpeError
 from ..options import SELECTIONS
 from ..prompting.fewshot import FewShotConfig
@@ -73,6 +75,36 @@ def search_split(train: Examples, eval_data: Examples, val_split: float, seed: i
     return pool, val, leaked
 
 
+CV_FOLDS, CV_UP_TO = 5, 512  # the default: 5-fold cross-validation while the usable pool is at most 512 examples
+
+
+def search_folds(train: Examples, eval_data: Examples, val_split: float, seed: int,
+                 cv: int | None) -> tuple[Examples, list[tuple[Examples, Examples]], int]:
+    """The pool the chosen configuration draws from, the (demonstrations, validation) pairs each candidate is
+    scored on, and how many training examples were removed for being in the eval set. ``cv`` K > 1: K folds of
+    the whole usable pool, and the chosen configuration draws from all of it; 1: today's single ``val_split``."""
+    kept, leaked = without_eval_texts(train, eval_data)
+    count = cv or (min(CV_FOLDS, len(kept)) if len(kept) <= CV_UP_TO else 1)
+    if count == 1:
+        pool, val, _ = search_split(train, eval_data, val_split, seed)
+        return pool, [(pool, val)], leaked
+    return kept, folds(kept, count, seed), leaked
+
+
+def merged(results: list[ConditionResult]) -> ConditionResult:
+    """The folds of one candidate as one result: every validation example once, the accuracy pooled over them, and
+    each fold's accuracy in ``extra["fold_accuracies"]``."""
+    def joined(name: str) -> list:
+        return [item for result in results for item in getattr(result, name)]
+
+    first = results[0]
+    return dataclasses.replace(
+        first, references=joined("references"), predictions=joined("predictions"), outputs=joined("outputs"),
+        scores=joined("scores"), prompt_tokens=joined("prompt_tokens"), samples=None,
+        seconds=sum(result.seconds for result in results), interrupted=any(result.interrupted for result in results),
+        extra={**first.extra, "fold_accuracies": [result.accuracy for result in results]})
+
+
 def draw_candidates(count: int, first: Candidate, ks: list[int], instructions: int, verbalizers: int,
                     pool_size: int, seed: int) -> list[Candidate]:
     """``count`` distinct candidates: the options' own configuration first, then (when 0 is among ``ks``) the same
@@ -112,6 +144,8 @@ def _row(number: int, candidate: Candidate, config: FewShotConfig, status: str,
             "instruction": _short(config.template.instructions),
             "label_words": "/".join(config.verbalizer.values()) if config.verbalizer else "(labels)",
             "val_accuracy": result.accuracy if result else float("nan"),
+            "val_spread": float(np.std(result.extra["fold_accuracies"])) if result and
+            len(result.extra.get("fold_accuracies", ())) > 1 else float("nan"),
             "prompt_tokens": result.mean_prompt_tokens if result else float("nan"), "status": status}
 
 

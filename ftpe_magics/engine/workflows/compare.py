@@ -4,6 +4,7 @@ own few-shot search and fine-tuning. Each condition is recorded as it finishes."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..prompting.templates import ExampleTemplate
 from ..workbench import Workbench, recorded_settings
 from .fewshot import report, search_fewshot
 from .finetune import fit, held_out
+from .study import study_body
 
 
 def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: CompareOptions, data: DataOptions,
@@ -30,12 +32,15 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
     """Run every condition of ``body`` (one per line) on the same eval set, in one table."""
     if train is None and curve.sizes:
         raise FtpeError("--sizes draws training sets from --train; add --train VAR.")
+    train_data = bench.examples(train, "--train", data) if train is not None else None
+    if compare.study:
+        body = study_body(bench, body, train_data, evaluation.seed)
+        curve = curve if curve.sizes else dataclasses.replace(curve, sizes="auto")
     specs = parse_conditions(body)
     eval_data = bench.examples(eval, "--eval", data, evaluation.limit, require_labels=evaluation.metric is None)
     evaluator = bench.evaluator(eval_data, evaluation, namespace, compare)
     cache = bench.recorder.condition_cache(evaluator, bench.environment(), use=not evaluation.no_cache)
     context = condition_context(bench, evaluator, evaluation, namespace)
-    train_data = bench.examples(train, "--train", data) if train is not None else None
     settings = recorded_settings(compare, data, evaluation, curve)
     record = {**bench.environment(), "conditions": body, "settings": settings,
               "data": {"eval": data_fingerprint(eval_data), "train": data_fingerprint(train_data)}}

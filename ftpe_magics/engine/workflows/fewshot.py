@@ -58,30 +58,49 @@ def run_fewshot(bench: Workbench, body: str, train: Any, eval: Any, name: str | 
 
 def search_fewshot(bench: Workbench, config: FewShotConfig, eval_data: Examples, fewshot: FewShotOptions,
                    evaluation: EvalOptions, namespace: Mapping[str, Any] | None) -> tuple[FewShotConfig, list]:
-    """``--search N``: candidates scored on a validation split of the pool (the eval set is not read); the
-    best configuration, drawing from the pool the search used, and the search log."""
-    from ..evaluation.prompt_search import Candidate, check_verbalizers, draw_candidates, run_search, search_split
+    """``--search N``: candidates scored by cross-validation on the pool, or on one validation split of it (the
+    eval set is not read); the best configuration, drawing from the pool the search chose for, and the log."""
+    from ..evaluation.prompt_search import Candidate, check_verbalizers, draw_candidates, run_search, search_folds
 
     instructions = variable_list(fewshot.instructions, "--instructions", namespace, str)
     verbalizers = check_verbalizers(variable_list(fewshot.verbalizers, "--verbalizers", namespace, dict),
                                     config.train.label_set)
-    pool, val, leaked = search_split(config.train, eval_data, fewshot.val_split, evaluation.seed)
+    chosen_pool, splits, leaked = search_folds(config.train, eval_data, fewshot.val_split, evaluation.seed, fewshot.cv)
     if leaked:
         bench.log(f"Search: removed {leaked} training example(s) whose text is also in the eval set, before "
                   "drawing the validation split.")
-    if config.k > len(pool):
-        raise FtpeError(f"--k {config.k} is more than the {len(pool)} examples the search draws demonstrations "
-                        f"from (--train less its --val-split {fewshot.val_split:g}); use --k {len(pool)} or fewer.")
-    too_big = [k for k in fewshot.search_ks if k > len(pool)]
+    smallest = min(len(pool) for pool, _ in splits)
+    held = f"its --val-split {fewshot.val_split:g}" if len(splits) == 1 else f"one of its {len(splits)} folds"
+    if config.k > smallest:
+        raise FtpeError(f"--k {config.k} is more than the {smallest} examples the search draws demonstrations "
+                        f"from (--train less {held}); use --k {smallest} or fewer.")
+    too_big = [k for k in fewshot.search_ks if k > smallest]
     if too_big:
-        bench.log(f"Search: --search-k {', '.join(map(str, too_big))} left out (more than the {len(pool)} examples "
+        bench.log(f"Search: --search-k {', '.join(map(str, too_big))} left out (more than the {smallest} examples "
                   "the search draws from).")
-    base = dataclasses.replace(config, train=pool)
     first = Candidate(config.k, config.select, config.seed, calibrate=config.calibrate)
     candidates = draw_candidates(fewshot.search, first, fewshot.search_ks, len(instructions), len(verbalizers),
-                                 len(pool), evaluation.seed)
-    val_evaluator = bench.evaluator(val, dataclasses.replace(evaluation, limit=None), namespace)
-    return run_search(val_evaluator.fewshot, base, candidates, instructions, verbalizers, say=bench.log)
+                                 smallest, evaluation.seed)
+    score = _fold_scorer(bench, splits, evaluation, namespace)
+    return run_search(score, dataclasses.replace(config, train=chosen_pool), candidates, instructions, verbalizers,
+                      say=bench.log)
+
+
+def _fold_scorer(bench: Workbench, splits: list, evaluation: EvalOptions, namespace: Mapping[str, Any] | None):
+    """A candidate's score: each fold's validation examples with demonstrations from the rest, as one result."""
+    from ..evaluation.prompt_search import merged
+
+    evaluators = [bench.evaluator(val, dataclasses.replace(evaluation, limit=None), namespace) for _, val in splits]
+
+    def score(label: str, config: FewShotConfig):
+        results = []
+        for (pool, _), evaluator in zip(splits, evaluators, strict=True):
+            results.append(evaluator.fewshot(label, dataclasses.replace(config, train=pool)))
+            if results[-1].interrupted:
+                break
+        return merged(results)
+
+    return score
 
 
 def report(bench: Workbench, evaluator: Evaluator, results: list, not_run: list[str]) -> None:
