@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from fewshot_data import EVAL, POOL
@@ -255,3 +256,42 @@ def test_the_study_writes_its_conditions_and_runs_them_on_the_curve(curve_sessio
         curve_session.compare(TEMPLATE, eval_rows, study=True)
     with pytest.raises(FtpeError, match="one example template ending in"):
         curve_session.compare("zero: prompt Review: {text}", eval_rows, train=train, study=True)
+
+
+OTHER_TASK = {"data": [{"text": text, "label": label} for text, label in [
+    ("play some music by the band", "music"), ("book a table for two", "restaurant"),
+    ("add this song to my playlist", "music"), ("book a restaurant tonight", "restaurant")] * 3],
+    "template": "Request: {text}\nIntent: {label}"}
+
+
+def test_also_measures_what_a_fine_tune_costs_on_another_task(curve_session, data, tmp_path):
+    train, eval_rows = data
+    body = ("zero: prompt Review: {text}\\nSentiment:\nprobe: finetune probe Review: {text}\\nSentiment: {label}\n"
+            "lora: finetune lora max-steps=6 batch-size=4 lr=5e-2 warmup=0 Review: {text}\\nSentiment: {label}\n")
+    namespace = {"intents": OTHER_TASK}
+    original = curve_session.config.store
+    curve_session.config.store = str(tmp_path / "runs.sqlite")
+    try:
+        result = curve_session.compare(body, eval_rows, train=train, also="intents=intents", namespace=namespace,
+                                       no_cache=True)
+        base = result.flexibility["intents"]["base"]
+        assert len(base) == 12 and result.flexibility["intents"]["template"] == OTHER_TASK["template"]
+        table = result.to_pandas().set_index("condition")["intents_accuracy"]
+        assert table["zero"] == float(np.mean(base))  # a prompt leaves the model unchanged
+        assert table["probe"] == float(np.mean(base))  # so does a probe: its head reads the frozen model
+        lora = result.conditions[2].extra["also"]["intents"]
+        assert len(lora) == 12 and table["lora"] == float(np.mean(lora))
+        written = result.verdict()
+        sentence = next(s for s in written.sentences if s.startswith("Flexibility:"))
+        finetune = written.numbers["finetune"]
+        change = written.numbers["flexibility"]["intents"]["change"]
+        assert sentence.startswith(f"Flexibility: {finetune}: {change * 100:+.1f} points on intents")
+        run_id = int(curve_session.history_table(kind="compare").iloc[0]["id"])
+        _, back = curve_session.stored_run(run_id)  # the stored comparison says the same
+        assert back.verdict().sentences == written.sentences
+    finally:
+        curve_session.config.store = original
+    with pytest.raises(FtpeError, match="--also intents: no variable named 'missing'"):
+        curve_session.compare(body, eval_rows, train=train, also="intents=missing", namespace=namespace)
+    with pytest.raises(FtpeError, match="the variable must hold"):
+        curve_session.compare(body, eval_rows, train=train, also="bad=bad", namespace={"bad": [1, 2]})

@@ -222,6 +222,9 @@ class CompareOptions:
                              "distribution; generation at temperature 0.7).", low=1, high=100)
     answer_regex: str | None = option(None, "How chain-of-thought answers are found in the reasoning (the last "
                                             "match; group 1 if it has groups).")
+    also: str | None = option(None, "Flexibility: NAME=VAR[,NAME=VAR], other labelled tasks, each VAR holding "
+                                    "{'data': rows, 'template': 'Request: {text}\\nIntent: {label}'}; the base model "
+                                    "and every fine-tune are scored on them with that template.", metavar="NAME=VAR")
     study: bool = option(False, "With --train and one example template as the cell: the standard study (zero-shot, "
                                 "a cross-validated few-shot search, probe, head, a searched LoRA) on --sizes auto "
                                 "unless --sizes is given.")

@@ -79,6 +79,9 @@ class CompareResult:
     # %%compare --train: a learning_curve.LearningCurve (every size; ``conditions`` are the largest size's). Not
     # imported here: the curve is built from this module's runners, so the type would make an import cycle.
     curve: Any = None
+    # --also: each other task's template and the base model's per-example scores on it (a fine-tune's own are in
+    # its condition's extra["also"]): the verdict's flexibility sentence
+    flexibility: dict[str, dict] | None = None
 
     def __post_init__(self) -> None:
         if not self.conditions:
@@ -107,6 +110,8 @@ class CompareResult:
             row["order_spread"] = float(np.std(result.order_accuracies))
         if result.extra.get("peak_memory"):
             row["peak_memory_mb"] = result.extra["peak_memory"] / 2**20
+        for name, task in (self.flexibility or {}).items():  # a prompt leaves the model as it is: the base's score
+            row[f"{name}_accuracy"] = float(np.mean(result.extra.get("also", {}).get(name, task["base"])))
         return row
 
     def to_pandas(self):
@@ -144,8 +149,8 @@ class CompareResult:
         """Prompt or fine-tune: the best of each side, the gap and its significance, consistency, the break-even
         point and a recommendation, in sentences whose numbers are this table's (see :mod:`.verdict`)."""
         if self.curve is None:
-            return verdict(self.conditions)
-        return verdict(self.conditions, self.curve.crossover().sentence, self.curve.draw_spreads())
+            return verdict(self.conditions, flexibility=self.flexibility)
+        return verdict(self.conditions, self.curve.crossover().sentence, self.curve.draw_spreads(), self.flexibility)
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text(str(self))

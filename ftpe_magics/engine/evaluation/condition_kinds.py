@@ -59,6 +59,9 @@ class ConditionContext:
     seed_offset: int = 0  # a learning curve's repeat: every seed moved by it
     search_fewshot: Callable[[FewShotConfig, FewShotOptions], tuple[FewShotConfig, list]] | None = None
     train: Callable[[str, ExampleTemplate, Examples, FinetuneOptions], Adapter] | None = None
+    # --also: an adapter's (None: the base's) scores on the other tasks, and what those tasks are (for the cache)
+    flexibility: Callable[[Adapter | None], dict[str, list[float]]] | None = None
+    flexibility_identity: dict | None = None
 
 
 Runner = Callable[[ConditionContext, Evaluator, ConditionSpec], ConditionResult]
@@ -150,7 +153,10 @@ def _base_identity(context: ConditionContext, evaluator: Evaluator, spec: Condit
 def _run_adapter(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> ConditionResult:
     adapter = context.adapters.require(spec.spec.strip())
     with context.adapters.using(adapter.name):
-        return evaluator.adapter(spec.label, adapter)
+        result = evaluator.adapter(spec.label, adapter)
+    if context.flexibility is not None:
+        result.extra["also"] = context.flexibility(adapter)
+    return result
 
 
 def _adapter_identity(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> dict | None:
@@ -252,6 +258,8 @@ def _run_finetune(context: ConditionContext, evaluator: Evaluator, spec: Conditi
     try:
         with context.adapters.using(adapter.name):
             result = evaluator.adapter(spec.label, adapter)
+        if context.flexibility is not None:
+            result.extra["also"] = context.flexibility(adapter)
     finally:
         context.adapters.delete(adapter.name)
     result.kind, result.spec = "finetune", f"{spec.method} on {len(context.train_pool)} examples"
@@ -321,5 +329,9 @@ def check_references(context: ConditionContext, specs: list[ConditionSpec]) -> N
 
 
 def condition_identity(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> dict | None:
-    """What a condition's numbers depend on beyond the eval set and settings (for the result cache)."""
-    return KINDS[spec.kind].identity(context, evaluator, spec)
+    """What a condition's numbers depend on beyond the eval set and settings (for the result cache); with --also,
+    the other tasks too (a fine-tune's result then carries its scores on them)."""
+    identity = KINDS[spec.kind].identity(context, evaluator, spec)
+    if identity is not None and context.flexibility_identity:
+        identity = {**identity, "also": context.flexibility_identity}
+    return identity

@@ -64,11 +64,11 @@ def resolution(prompt: ConditionResult, finetune: ConditionResult, gap: float, p
         return (f"Resolution: the two agree on all {n} examples, so no gap can show on them; a larger or harder "
                 "eval set is what would tell them apart."), numbers
     reach = (f"a gap of {smallest * 100:.1f} points or more would be detected with 80% power" if smallest is not None
-             else "no gap their disagreement allows would be detected with 80% power")
+             else "not even the largest gap that disagreement allows would be detected with 80% power")
     sentence = f"Resolution: on these {n} examples (they disagree on {discordant:.0%} of them), {reach}"
     if numbers["eval_needed"] is not None:
         sentence += (f"; the observed gap of {abs(gap) * 100:.1f} points would need about {numbers['eval_needed']:,} "
-                     "eval examples to be detected as often")
+                     "eval examples to be detected with that power")
     elif p >= ALPHA:
         sentence += "; the two are tied on these examples, so no eval size would show a gap"
     return sentence + ".", numbers
@@ -131,8 +131,29 @@ def _recommendation(prompt: ConditionResult, finetune: ConditionResult, gap: flo
             f"significantly more accurate than {loser.condition} by {abs(gap) * 100:.1f} points (p = {p:.3g}).")
 
 
+def flexibility_sentence(finetune: ConditionResult, flexibility: dict[str, dict] | None) -> tuple[str | None, dict]:
+    """What the best fine-tune costs on each other task: its accuracy there against the base model's, paired."""
+    if not flexibility:
+        return None, {}
+    parts, numbers = [], {}
+    for name, task in flexibility.items():
+        own = finetune.extra.get("also", {}).get(name)
+        if own is None:
+            continue
+        base = task["base"]
+        change = float(np.mean(own) - np.mean(base))
+        p = mcnemar_p([s >= 0.5 for s in own], [s >= 0.5 for s in base])
+        numbers[name] = {"change": change, "p": p}
+        parts.append(f"{change * 100:+.1f} points on {name} against the base model with the same prompt "
+                     f"(n={len(base)}, McNemar p = {p:.3g})")
+    if not parts:
+        return None, {}
+    return (f"Flexibility: {finetune.condition}: {'; '.join(parts)}; a prompt leaves the model unchanged, so the "
+            "prompting side keeps the base's scores there."), {"flexibility": numbers}
+
+
 def verdict(conditions: list[ConditionResult], crossover: str | None = None,
-            draws: dict[str, tuple[int, float]] | None = None) -> Verdict:
+            draws: dict[str, tuple[int, float]] | None = None, flexibility: dict[str, dict] | None = None) -> Verdict:
     """The sentences for a comparison's conditions; ``crossover`` is the learning curve's sentence when one ran,
     ``draws`` its repeats at the largest size: condition -> (draws, standard deviation of their accuracies)."""
     prompt, finetune = _best(conditions, PROMPT_SIDE), _best(conditions, FINETUNE_SIDE)
@@ -144,6 +165,7 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None,
     (low, high), method = paired_gap_interval(finetune, prompt)
     p = mcnemar_p(finetune.correct, prompt.correct)
     resolved, power_numbers = resolution(prompt, finetune, gap, p)
+    flexible, flexibility_numbers = flexibility_sentence(finetune, flexibility)
     even, queries = break_even(prompt, finetune)
     sentences = [_described("prompt", prompt), _described("fine-tune", finetune),
                  f"Gap: the fine-tune's accuracy minus the prompt's is {gap:+.3f} (95% CI {low:+.3f} to {high:+.3f}, "
@@ -151,7 +173,8 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None,
                  f" ({'significant' if p < ALPHA else 'not significant'} at {ALPHA}).",
                  _consistency(prompt, finetune, draws or {}),
                  crossover or "Crossover: not measured (%%compare --train VAR --sizes ... runs the learning curve).",
-                 resolved, even, _recommendation(prompt, finetune, gap, p)]
+                 resolved, *([flexible] if flexible else []), even, _recommendation(prompt, finetune, gap, p)]
     numbers = {"prompt": prompt.condition, "finetune": finetune.condition, "gap": gap, "gap_low": low,
-               "gap_high": high, "p": p, "break_even_queries": queries, **power_numbers}
+               "gap_high": high, "p": p, "break_even_queries": queries, **power_numbers,
+               **flexibility_numbers}
     return Verdict(sentences, numbers)

@@ -169,7 +169,8 @@ class RunRecorder:
             payload = {"title": result.title, "eval_texts": result.eval_texts, "sweep": sweep,
                        "conditions": [run_of[id(c)] for c in result.conditions],
                        "search_log": result.search_log, "model_params": result.model_params,
-                       "curve": curve_data(result.curve, run_of) if result.curve is not None else None}
+                       "curve": curve_data(result.curve, run_of) if result.curve is not None else None,
+                       "flexibility": result.flexibility}
             stopped = any(c.interrupted for c in result.conditions)
             return cache.store.add_run(kind, record, payload, name=name, summary=summary,
                                        seconds=sum(c.seconds for c in result.conditions),
@@ -224,7 +225,7 @@ class RunRecorder:
         curve = curve_from_data(result["curve"], condition) if result.get("curve") else None
         return view, CompareResult(conditions, result["eval_texts"], title=result["title"],
                                    search_log=result.get("search_log"), model_params=result.get("model_params", 0),
-                                   curve=curve)
+                                   curve=curve, flexibility=result.get("flexibility"))
 
     # -- adapters on disk ------------------------------------------------------------------------------
     def stored_adapters(self, fingerprint: str) -> list[dict]:

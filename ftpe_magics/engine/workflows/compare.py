@@ -24,6 +24,7 @@ from ..prompting.templates import ExampleTemplate
 from ..workbench import Workbench, recorded_settings
 from .fewshot import report, search_fewshot
 from .finetune import fit, held_out
+from .flexibility import flexibility_scorer, other_tasks, tasks_identity
 from .study import study_body
 
 
@@ -41,6 +42,13 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
     evaluator = bench.evaluator(eval_data, evaluation, namespace, compare)
     cache = bench.recorder.condition_cache(evaluator, bench.environment(), use=not evaluation.no_cache)
     context = condition_context(bench, evaluator, evaluation, namespace)
+    flexibility = None
+    if compare.also:
+        tasks = other_tasks(bench, compare.also, namespace, evaluation)
+        score = flexibility_scorer(bench, tasks)
+        context.flexibility, context.flexibility_identity = score, tasks_identity(tasks)
+        flexibility = {name: {"template": template, "base": scores} for (name, (_, template)), scores in
+                       zip(tasks.items(), score(None).values(), strict=True)}
     settings = recorded_settings(compare, data, evaluation, curve)
     record = {**bench.environment(), "conditions": body, "settings": settings,
               "data": {"eval": data_fingerprint(eval_data), "train": data_fingerprint(train_data)}}
@@ -54,7 +62,8 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
         firsts = [point for point in learning_curve.points if point.repeat == 0]  # the table: the largest size's
         results = max(firsts, key=lambda point: point.size).conditions if firsts else []
     report(bench, evaluator, results, not_run)
-    result = CompareResult(results, eval_data.texts, model_params=bench.parameter_count(), curve=learning_curve)
+    result = CompareResult(results, eval_data.texts, model_params=bench.parameter_count(), curve=learning_curve,
+                           flexibility=flexibility)
     bench.recorder.record_comparison("compare", result, cache, record)
     bench.recorder.track("the comparison", lambda tracker: tracker.compare(result, settings, record["model"]))
     return result
