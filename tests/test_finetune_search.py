@@ -125,3 +125,22 @@ def test_finetune_magic_shows_the_trials(shell, capsys):
 
     html = search_trials_html(get_session().adapters["s"].search_log)
     assert "2 trial(s)" in html and "<img" in html
+
+
+def test_cross_validated_trials_then_one_training_on_all_the_data(tiny_session):
+    from fewshot_data import POOL, TEMPLATE
+
+    said = []
+    original, tiny_session.log = tiny_session.log, said.append
+    try:
+        adapter = tiny_session.finetune(TEMPLATE, POOL[:16] + POOL[20:36], "cv", search=2, cv=3, max_steps=2,
+                                        batch_size=4, warmup=0, space="lr=1e-3,1e-2")
+    finally:
+        tiny_session.log = original
+    assert len(adapter.search_log) == 2 and sum(row["best"] for row in adapter.search_log) == 1
+    chosen = next(row for row in adapter.search_log if row["best"])
+    assert adapter.best_metric == chosen["val_accuracy"]  # the mean over the 3 folds of that trial
+    assert any("chosen by 3-fold cross-validation" in line and "all 32 examples" in line for line in said)
+    assert adapter.steps == 2 and adapter.interrupted_at is None  # the final training, on all the data
+    with pytest.raises(FtpeError, match="--cv K holds out each fold in turn"):
+        tiny_session.finetune(TEMPLATE, POOL, "cv2", search=2, cv=3, val_split=0.2)

@@ -55,6 +55,9 @@ class FinetuneOptions:
     search: int | None = option(None, "Train N trials over the method's settings (Optuna: TPE sampler, median pruning "
                                       "on validation accuracy) and keep the best adapter under --name.", low=1,
                                 high=500)
+    cv: int = option(1, "With --search: judge each trial by K-fold cross-validation on --train (K trainings per "
+                        "trial, the mean validation accuracy), then train the chosen settings once on all of "
+                        "--train; 1: one --val-split.", low=1, high=20)
     space: str | None = option(None, "With --search: what to vary, e.g. \"lr=1e-5:1e-2 rank=4,8,16\" (LOW:HIGH a "
                                      "range, log-scaled for lr and l2; a,b,c choices; default per method).")
     budget_minutes: float | None = option(None, "With --search: stop the search after M minutes (the running trial "
@@ -63,8 +66,10 @@ class FinetuneOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        if not self.search and (self.space is not None or self.budget_minutes is not None):
-            raise FtpeError("--space and --budget-minutes shape a search; add --search N.")
+        if not self.search and (self.space is not None or self.budget_minutes is not None or self.cv > 1):
+            raise FtpeError("--space, --budget-minutes and --cv shape a search; add --search N.")
+        if self.cv > 1 and self.val_split:
+            raise FtpeError("--cv K holds out each fold in turn; leave out --val-split (or use --cv 1).")
         if self.search:
             from .space import search_space
 
@@ -77,6 +82,8 @@ class FinetuneOptions:
     @property
     def held_out_share(self) -> float | None:
         """The share of --train held out for validation: --val-split, else the search's, else none."""
+        if self.search and self.cv > 1:
+            return None  # the folds are drawn inside the search
         return self.val_split or (SEARCH_VAL_SPLIT if self.search else None)
 
     @property

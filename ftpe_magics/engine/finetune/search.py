@@ -128,7 +128,7 @@ def _one_trial(optuna, study, trial, train_trial, options, params: dict, deadlin
                number: int) -> tuple[Any, dict, bool]:
     """Train one trial and tell the study; True as the last item when the search must end (stop, budget)."""
     watcher = TrialWatcher(trial, deadline, optuna.TrialPruned)
-    trial_options = dataclasses.replace(options, **params, search=None, space=None, budget_minutes=None)
+    trial_options = dataclasses.replace(options, **params, search=None, space=None, budget_minutes=None, cv=1)
     started = time.perf_counter()
     try:
         adapter = train_trial(trial_options, [watcher])

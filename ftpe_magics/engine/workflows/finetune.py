@@ -4,12 +4,13 @@ best by validation accuracy. The adapter is kept on disk as it trains when the r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from ..adapters.registry import Adapter
 from ..data.examples import Examples, share_label_set
-from ..data.splits import split_off
+from ..data.splits import folds, split_off
 from ..errors import FtpeError
 from ..evaluation.identity import data_fingerprint
 from ..finetune.observers import TrainingObserver
@@ -78,10 +79,43 @@ def _search(bench: Workbench, name: str, template: ExampleTemplate, train: Examp
     if launch.nproc:
         raise FtpeError("--search trains its trials in the kernel; leave out --nproc (or search first, then "
                         "train the chosen settings with --nproc).")
+    if options.cv > 1:
+        return _search_cross_validated(bench, name, template, train, options, observers, launch)
     outcome = search(lambda trial_options, watchers: train_once(bench, name, template, train, val, trial_options,
                                                                 [*observers, *watchers], launch),
                      options, options.search, options.budget_minutes, bench.log)
     return outcome.best
+
+
+def _search_cross_validated(bench: Workbench, name: str, template: ExampleTemplate, train: Examples,
+                            options: FinetuneOptions, observers: list[TrainingObserver],
+                            launch: LaunchOptions) -> Adapter:
+    """``--search N --cv K``: each trial trains on K folds (pruning and the budget watch the first), its score the
+    mean validation accuracy; the chosen settings are then trained once on all of ``train``."""
+    from ..finetune.search import search
+
+    splits = folds(train, options.cv, options.seed)
+
+    def trial(trial_options: FinetuneOptions, watchers: list[TrainingObserver]) -> Adapter:
+        adapters = [train_once(bench, name, template, rest, fold, trial_options,
+                               [*observers, *watchers] if number == 0 else list(observers), launch)
+                    for number, (rest, fold) in enumerate(splits)]
+        scores = [adapter.best_metric for adapter in adapters]
+        first = adapters[0]
+        if first.interrupted_at is None and None not in scores:
+            first.best_metric = sum(scores) / len(scores)
+        return first
+
+    outcome = search(trial, options, options.search, options.budget_minutes, bench.log)
+    chosen = next(row for row in outcome.trials if row["best"])
+    settings = {dimension.name: chosen[dimension.name] for dimension in outcome.space}
+    final = dataclasses.replace(options, **settings, search=None, space=None, budget_minutes=None, cv=1)
+    bench.log(f"Search: trial {chosen['trial']} chosen by {options.cv}-fold cross-validation "
+              f"(mean validation accuracy {chosen['val_accuracy']:.3f}); trained once more on all "
+              f"{len(train)} examples.")
+    adapter = train_once(bench, name, template, train, None, final, observers, launch)
+    adapter.search_log, adapter.best_metric = outcome.trials, chosen["val_accuracy"]
+    return adapter
 
 
 def _record(bench: Workbench, adapter: Adapter, body: str, train: Examples, val: Examples | None,
