@@ -189,6 +189,23 @@ CASES = [
      "--method must be one of"),
     ("curve-fewshot-bad-key-value", None, "%%compare --eval rows --train rows\nfs: fewshot fsx k=two",
      "k=two is not a int"),
+    # the verdict's options
+    ("fewshot-cv-zero", None, CELL_FS.format(opts="--search 2 --cv 0"), "--cv must be at least 1"),
+    ("fewshot-cv-more-than-pool", lambda ns, w: ns.update(pool=[{"text": f"other review {i}", "label": r["label"]}
+                                                               for i, r in enumerate(ROWS)]),
+     "%%fewshot --train pool --eval rows --search 2 --cv 20\nReview: {text}\nSentiment: {label}",
+     "--cv 20 needs at least 20 usable examples (there are 8)"),
+    ("ft-cv-without-search", None, CELL_FT.format(opts="--cv 3"), "add --search N"),
+    ("ft-cv-with-val-split", None, CELL_FT.format(opts="--search 2 --cv 3 --val-split 0.2"), "leave out --val-split"),
+    ("curve-budget-without-auto", None, CELL_CMP.format(opts="--train rows --sizes 4 --budget-minutes 1"),
+     "add --sizes auto"),
+    ("curve-budget-zero", None, CELL_CMP.format(opts="--train rows --sizes auto --budget-minutes 0"),
+     "--budget-minutes must be above 0"),
+    ("also-without-equals", None, CELL_CMP.format(opts="--also intents"), "--also takes NAME=VAR"),
+    ("also-missing-variable", None, CELL_CMP.format(opts="--also intents=nosuch"), "no variable named 'nosuch'"),
+    ("also-not-a-task", None, CELL_CMP.format(opts="--also intents=rows"), "the variable must hold"),
+    ("study-without-train", None, "%%compare --eval rows --study\nReview: {text}\nSentiment: {label}",
+     "add --train VAR"),
     # round 3: options on condition lines that vanished or changed
     ("line-value-quote-not-closed", None,
      "%%compare --eval rows --train rows\nft: finetune lora max-steps=\"30 " + TEMPLATE, "never closed"),

@@ -85,7 +85,7 @@ def search_folds(train: Examples, eval_data: Examples, val_split: float, seed: i
     the whole usable pool, and the chosen configuration draws from all of it; 1: today's single ``val_split``."""
     kept, leaked = without_eval_texts(train, eval_data)
     count = cv or (min(CV_FOLDS, len(kept)) if len(kept) <= CV_UP_TO else 1)
-    if count == 1:
+    if count <= 1:  # one split (asked for, or too few examples to fold: its own error says so)
         pool, val, _ = search_split(train, eval_data, val_split, seed)
         return pool, [(pool, val)], leaked
     return kept, folds(kept, count, seed), leaked
