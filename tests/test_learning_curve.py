@@ -252,6 +252,8 @@ def test_the_study_writes_its_conditions_and_runs_them_on_the_curve(curve_sessio
     assert result.conditions[1].extra["search"]["candidates"] == 8 and result.conditions[4].extra["search"]
     assert any(line.startswith("Study: zero-shot; few-shot searched over 8 candidates") for line in said)
     assert result.curve.sizes == [16] and result.verdict().numbers["prompt"] in ("zero-shot", "few-shot")
+    assert result.verdict().numbers["chosen_on_train"] == {"prompt": True, "finetune": True}  # every line scored
+    assert result.conditions[2].extra["selection"]["how"] == "its validation split of --train"
     with pytest.raises(FtpeError, match="--study compares what each side learns from --train"):
         curve_session.compare(TEMPLATE, eval_rows, study=True)
     with pytest.raises(FtpeError, match="one example template ending in"):
@@ -295,3 +297,28 @@ def test_also_measures_what_a_fine_tune_costs_on_another_task(curve_session, dat
         curve_session.compare(body, eval_rows, train=train, also="intents=missing", namespace=namespace)
     with pytest.raises(FtpeError, match="the variable must hold"):
         curve_session.compare(body, eval_rows, train=train, also="bad=bad", namespace={"bad": [1, 2]})
+
+
+def test_with_train_each_side_is_chosen_before_the_eval_set_is_read(curve_session, data, tmp_path):
+    train, eval_rows = data
+    body = ("zero: prompt Review: {text}\\nSentiment:\nplain: prompt {text} is\nfs: fewshot curve-fs k=2\n"
+            "lora: finetune lora search=2 max-steps=2 batch-size=4 warmup=0 Review: {text}\\nSentiment: {label}\n")
+    original = curve_session.config.store
+    curve_session.config.store = str(tmp_path / "runs.sqlite")
+    try:
+        result = curve_session.compare(body, eval_rows, train=train, no_cache=True)
+        run_id = int(curve_session.history_table(kind="compare").iloc[0]["id"])
+        chosen = {c.condition: c.extra.get("selection") for c in result.conditions}
+        on_pool = curve_session.compare("zero: prompt Review: {text}\\nSentiment:\nplain: prompt {text} is",
+                                        train, no_cache=True)  # the pool itself as the eval set
+        assert chosen["zero"]["accuracy"] == on_pool.conditions[0].accuracy
+        assert chosen["plain"]["accuracy"] == on_pool.conditions[1].accuracy
+        assert chosen["fs"]["how"] == "cross-validation on --train"
+        assert chosen["lora"]["how"] == "its search's validation on --train"
+        numbers = result.verdict().numbers
+        assert numbers["chosen_on_train"] == {"prompt": True, "finetune": True}
+        best = max(("zero", "plain", "fs"), key=lambda label: (chosen[label]["accuracy"], 0))
+        assert numbers["prompt"] == best or chosen[numbers["prompt"]]["accuracy"] == chosen[best]["accuracy"]
+        assert curve_session.stored_run(run_id)[1].verdict().sentences == result.verdict().sentences
+    finally:
+        curve_session.config.store = original

@@ -62,6 +62,10 @@ class ConditionContext:
     # --also: an adapter's (None: the base's) scores on the other tasks, and what those tasks are (for the cache)
     flexibility: Callable[[Adapter | None], dict[str, list[float]]] | None = None
     flexibility_identity: dict | None = None
+    # choosing each side's best before --eval is read: an evaluator over the training pool, and a few-shot
+    # configuration's cross-validated accuracy on that pool
+    select_on: Evaluator | None = None
+    cross_validate: Callable[[FewShotConfig], float | None] | None = None
 
 
 Runner = Callable[[ConditionContext, Evaluator, ConditionSpec], ConditionResult]
@@ -79,6 +83,20 @@ def _refers_to_nothing(context: ConditionContext, spec: ConditionSpec) -> None:
     return None
 
 
+Selection = Callable[[ConditionContext, ConditionSpec, ConditionResult], "dict | None"]
+
+
+def _not_selectable(context: ConditionContext, spec: ConditionSpec, result: ConditionResult) -> dict | None:
+    """No score on --train that is not biased (an adapter trained elsewhere may have seen it)."""
+    return None
+
+
+def _searched(result: ConditionResult) -> dict | None:
+    best = result.extra.get("search", {}).get("best") or {}
+    value = best.get("val_accuracy")
+    return {"accuracy": float(value), "how": "its search's validation on --train"} if value is not None else None
+
+
 @dataclass(frozen=True)
 class ConditionKind:
     """One kind of condition: everything the rest of the engine asks of it."""
@@ -92,6 +110,7 @@ class ConditionKind:
     parse: Callable[[str, str, str, str], ConditionSpec] = _template_line  # (where, label, kind, rest of line)
     identity: Callable[[ConditionContext, Evaluator, ConditionSpec], dict | None] = _template_identity
     check: Callable[[ConditionContext, ConditionSpec], None] = _refers_to_nothing  # before any condition runs
+    selection: Selection = _not_selectable  # its accuracy on --train, for choosing a side's best before --eval
 
 
 KINDS: dict[str, ConditionKind] = {}
@@ -143,6 +162,14 @@ def _run_base(context: ConditionContext, evaluator: Evaluator, spec: ConditionSp
             raise FtpeError("'base' without a template scores the base model in an adapter's training format, "
                             "and there is no adapter yet: give a template (base Review: {text}\\nSentiment:).")
         return evaluator.adapter(spec.label, newest, kind="base")
+
+
+def _scored_on_train(context: ConditionContext, spec: ConditionSpec, result: ConditionResult) -> dict | None:
+    """A template learns nothing from --train, so its accuracy there is a fair score to choose by."""
+    if context.select_on is None or (spec.kind == "base" and not spec.spec):
+        return None
+    scored = KINDS[spec.kind].run(context, context.select_on, spec)
+    return None if scored.interrupted else {"accuracy": scored.accuracy, "how": "scored on --train"}
 
 
 def _base_identity(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> dict | None:
@@ -226,6 +253,22 @@ def _fewshot_exists(context: ConditionContext, spec: ConditionSpec) -> None:
                         "Run %%fewshot --name NAME first" + (f" (known: {', '.join(known)})." if known else "."))
 
 
+def _fewshot_selection(context: ConditionContext, spec: ConditionSpec, result: ConditionResult) -> dict | None:
+    searched = _searched(result)
+    if searched is not None or context.cross_validate is None:
+        return searched
+    config, _ = fewshot_setup(context, spec)
+    accuracy = context.cross_validate(config)
+    return None if accuracy is None else {"accuracy": accuracy, "how": "cross-validation on --train"}
+
+
+def _finetune_selection(context: ConditionContext, spec: ConditionSpec, result: ConditionResult) -> dict | None:
+    """A searched fine-tune by its search's validation; one trained with val-split by that validation."""
+    if result.extra.get("val_accuracy") is not None:
+        return {"accuracy": float(result.extra["val_accuracy"]), "how": "its validation split of --train"}
+    return _searched(result)
+
+
 def _kept(log: list[dict]) -> dict:
     """The chosen row of a search log, without its per-evaluation trace (a search summary for the result)."""
     return {key: value for key, value in next(row for row in log if row["best"]).items() if key != "evaluations"}
@@ -263,6 +306,8 @@ def _run_finetune(context: ConditionContext, evaluator: Evaluator, spec: Conditi
     finally:
         context.adapters.delete(adapter.name)
     result.kind, result.spec = "finetune", f"{spec.method} on {len(context.train_pool)} examples"
+    if adapter.best_metric is not None and not adapter.search_log:
+        result.extra["val_accuracy"] = adapter.best_metric  # on its own --val-split of the pool
     if adapter.search_log:
         result.extra["search"] = {"trials": len(adapter.search_log), "best": _kept(adapter.search_log)}
     return result
@@ -281,14 +326,15 @@ def _has_training_data(context: ConditionContext, spec: ConditionSpec) -> None:
 
 
 for _kind in (
-    ConditionKind("prompt", _run_prompt, PROMPT_SIDE, reference_while_training=True),
-    ConditionKind("cot", _run_cot, PROMPT_SIDE, reference_while_training=True),
+    ConditionKind("prompt", _run_prompt, PROMPT_SIDE, reference_while_training=True, selection=_scored_on_train),
+    ConditionKind("cot", _run_cot, PROMPT_SIDE, reference_while_training=True, selection=_scored_on_train),
     ConditionKind("fewshot", _run_fewshot, PROMPT_SIDE, learns_from_train=True, reference_while_training=True,
-                  parse=_fewshot_line, identity=_fewshot_identity, check=_fewshot_exists),
+                  parse=_fewshot_line, identity=_fewshot_identity, check=_fewshot_exists, selection=_fewshot_selection),
     ConditionKind("adapter", _run_adapter, FINETUNE_SIDE, identity=_adapter_identity, check=_adapter_exists),
-    ConditionKind("base", _run_base, PROMPT_SIDE, needs_spec=False, identity=_base_identity),
+    ConditionKind("base", _run_base, PROMPT_SIDE, needs_spec=False, identity=_base_identity,
+                  selection=_scored_on_train),
     ConditionKind("finetune", _run_finetune, FINETUNE_SIDE, learns_from_train=True, parse=_finetune_line,
-                  identity=_finetune_identity, check=_has_training_data),
+                  identity=_finetune_identity, check=_has_training_data, selection=_finetune_selection),
 ):
     register_kind(_kind)
 

@@ -74,17 +74,35 @@ def resolution(prompt: ConditionResult, finetune: ConditionResult, gap: float, p
     return sentence + ".", numbers
 
 
+def _side(conditions: list[ConditionResult], side: str) -> list[ConditionResult]:
+    return [c for c in conditions if c.kind in kinds_on(side) and not c.interrupted]
+
+
+def _on_train(lines: list[ConditionResult]) -> bool:
+    return bool(lines) and all("selection" in c.extra for c in lines)
+
+
 def _best(conditions: list[ConditionResult], side: str) -> ConditionResult | None:
-    kinds = kinds_on(side)
-    scored = [c for c in conditions if c.kind in kinds and not c.interrupted]
-    return max(scored, key=lambda c: c.accuracy) if scored else None
+    """The side's best: by its accuracy on --train when every line of the side has one (chosen before the eval
+    set is read; ties: the fewer prompt tokens), else by eval accuracy, which the sentence then says."""
+    lines = _side(conditions, side)
+    if _on_train(lines):
+        return max(lines, key=lambda c: (c.extra["selection"]["accuracy"], -c.mean_prompt_tokens))
+    return max(lines, key=lambda c: c.accuracy) if lines else None
 
 
-def _described(side: str, result: ConditionResult) -> str:
+def _chosen_how(result: ConditionResult, lines: list[ConditionResult]) -> str:
+    if _on_train(lines):
+        chosen = result.extra["selection"]
+        return f"; chosen before --eval was read: {chosen['accuracy']:.3f} by {chosen['how']}"
+    return "" if len(lines) == 1 else "; chosen on --eval (not every line of this side has a score on --train)"
+
+
+def _described(side: str, result: ConditionResult, lines: list[ConditionResult] | None = None) -> str:
     low, high = result.interval
     spec = result.spec.replace("\n", "\\n")  # a template's newline, written as the cell writes it
     return (f"Best {side}: {result.condition} ({spec}), accuracy {result.accuracy:.3f} "
-            f"(95% CI {low:.3f}-{high:.3f}, n={result.n}).")
+            f"(95% CI {low:.3f}-{high:.3f}, n={result.n}){_chosen_how(result, lines or [result])}.")
 
 
 def _consistency(prompt: ConditionResult, finetune: ConditionResult, draws: dict[str, tuple[int, float]]) -> str:
@@ -167,7 +185,9 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None,
     resolved, power_numbers = resolution(prompt, finetune, gap, p)
     flexible, flexibility_numbers = flexibility_sentence(finetune, flexibility)
     even, queries = break_even(prompt, finetune)
-    sentences = [_described("prompt", prompt), _described("fine-tune", finetune),
+    lines = {side: _side(conditions, side) for side in (PROMPT_SIDE, FINETUNE_SIDE)}
+    sentences = [_described("prompt", prompt, lines[PROMPT_SIDE]), _described("fine-tune", finetune,
+                                                                             lines[FINETUNE_SIDE]),
                  f"Gap: the fine-tune's accuracy minus the prompt's is {gap:+.3f} (95% CI {low:+.3f} to {high:+.3f}, "
                  f"{method}); exact McNemar test on the same {finetune.n} examples: p = {p:.3g}"
                  f" ({'significant' if p < ALPHA else 'not significant'} at {ALPHA}).",
@@ -176,5 +196,7 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None,
                  resolved, *([flexible] if flexible else []), even, _recommendation(prompt, finetune, gap, p)]
     numbers = {"prompt": prompt.condition, "finetune": finetune.condition, "gap": gap, "gap_low": low,
                "gap_high": high, "p": p, "break_even_queries": queries, **power_numbers,
+               "chosen_on_train": {"prompt": _on_train(lines[PROMPT_SIDE]),
+                                   "finetune": _on_train(lines[FINETUNE_SIDE])},
                **flexibility_numbers}
     return Verdict(sentences, numbers)

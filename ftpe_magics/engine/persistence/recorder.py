@@ -170,7 +170,9 @@ class RunRecorder:
                        "conditions": [run_of[id(c)] for c in result.conditions],
                        "search_log": result.search_log, "model_params": result.model_params,
                        "curve": curve_data(result.curve, run_of) if result.curve is not None else None,
-                       "flexibility": result.flexibility}
+                       "flexibility": result.flexibility,
+                       "selection": {c.condition: c.extra["selection"] for c in result.conditions
+                                     if "selection" in c.extra}}
             stopped = any(c.interrupted for c in result.conditions)
             return cache.store.add_run(kind, record, payload, name=name, summary=summary,
                                        seconds=sum(c.seconds for c in result.conditions),
@@ -221,6 +223,9 @@ class RunRecorder:
             return read[run]
 
         conditions = [condition(i) for i in result["conditions"]]
+        for item in conditions:  # chosen on --train after the condition was stored: kept with the comparison
+            if item.condition in (result.get("selection") or {}):
+                item.extra["selection"] = result["selection"][item.condition]
         view = "sweep" if kind == "fewshot" and result.get("sweep") else kind
         curve = curve_from_data(result["curve"], condition) if result.get("curve") else None
         return view, CompareResult(conditions, result["eval_texts"], title=result["title"],

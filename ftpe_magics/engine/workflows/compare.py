@@ -10,7 +10,7 @@ from typing import Any
 
 from ..adapters.registry import Adapter
 from ..data.examples import Examples, share_label_set
-from ..data.splits import without_eval_texts
+from ..data.splits import nested_draws, without_eval_texts
 from ..errors import FtpeError
 from ..evaluation.comparison import CompareResult, run_conditions
 from ..evaluation.condition_kinds import ConditionContext, parse_conditions
@@ -25,6 +25,7 @@ from ..workbench import Workbench, recorded_settings
 from .fewshot import report, search_fewshot
 from .finetune import fit, held_out
 from .flexibility import flexibility_scorer, other_tasks, tasks_identity
+from .selection import choose_on_train
 from .study import study_body
 
 
@@ -61,6 +62,10 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
         learning_curve, not_run = _curve(bench, context, evaluator, specs, train_data, curve, evaluation, cache)
         firsts = [point for point in learning_curve.points if point.repeat == 0]  # the table: the largest size's
         results = max(firsts, key=lambda point: point.size).conditions if firsts else []
+        if results:
+            size = max(point.size for point in firsts)
+            draw = nested_draws(without_eval_texts(train_data, eval_data)[0], [size], evaluation.seed)[size]
+            choose_on_train(bench, context, specs, results, draw, compare, evaluation, namespace)
     report(bench, evaluator, results, not_run)
     result = CompareResult(results, eval_data.texts, model_params=bench.parameter_count(), curve=learning_curve,
                            flexibility=flexibility)

@@ -81,12 +81,12 @@ def search_fewshot(bench: Workbench, config: FewShotConfig, eval_data: Examples,
     first = Candidate(config.k, config.select, config.seed, calibrate=config.calibrate)
     candidates = draw_candidates(fewshot.search, first, fewshot.search_ks, len(instructions), len(verbalizers),
                                  smallest, evaluation.seed)
-    score = _fold_scorer(bench, splits, evaluation, namespace)
+    score = fold_scorer(bench, splits, evaluation, namespace)
     return run_search(score, dataclasses.replace(config, train=chosen_pool), candidates, instructions, verbalizers,
                       say=bench.log)
 
 
-def _fold_scorer(bench: Workbench, splits: list, evaluation: EvalOptions, namespace: Mapping[str, Any] | None):
+def fold_scorer(bench: Workbench, splits: list, evaluation: EvalOptions, namespace: Mapping[str, Any] | None):
     """A candidate's score: each fold's validation examples with demonstrations from the rest, as one result."""
     from ..evaluation.prompt_search import merged
 

@@ -37,11 +37,12 @@ def study_body(bench: Workbench, body: str, train: Examples | None, seed: int) -
     example = _escaped(body.strip("\n"))
     lines = [f"zero-shot: prompt {example}",
              f"few-shot: fewshot {STUDY_FEWSHOT} search={FEWSHOT_CANDIDATES}",
-             f"probe: finetune probe {example}",
-             f"head: finetune head {example}",
+             f"probe: finetune probe val-split=0.2 {example}",
+             f"head: finetune head val-split=0.2 {example}",
              f"lora: finetune lora search={LORA_TRIALS} {example}"]
     bench.log("Study: zero-shot; few-shot searched over "
               f"{FEWSHOT_CANDIDATES} candidates (k, selection, calibration, by cross-validation on the pool); a "
-              f"linear probe; a classification head; LoRA searched over {LORA_TRIALS} trials. The searches choose "
-              "on --train only; the verdict then takes the most accurate line of each side on --eval.")
+              "linear probe and a classification head (each with a validation split); LoRA searched over "
+              f"{LORA_TRIALS} trials. Every line is scored on --train too, and the verdict compares the best of "
+              "each side by that score: the eval set decides nothing but the final comparison.")
     return "\n".join(lines)
