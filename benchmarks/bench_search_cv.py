@@ -1,0 +1,66 @@
+"""What cross-validation costs and buys in the few-shot search: ``--cv 5`` against ``--cv 1`` (one 20% split).
+
+On SST-2 with the default model, at pool sizes n (nested draws of one seeded shuffle of the training file), a
+``%%fewshot --search 6`` from k=4 ``balanced``, judged by each way, interleaved in one run with the same seeds;
+then the chosen configuration on the same held-out dev reviews, next to the zero-shot prompt with the same
+template. Reported per n and way: the search's wall time, the examples scored while searching, the chosen k and
+calibration, its validation and eval accuracy, and the exact McNemar p of the chosen prompt against zero-shot.
+
+    python benchmarks/bench_search_cv.py [--sizes 16,64] [--eval-size 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+from common import report
+
+from ftpe_magics import Session
+from ftpe_magics.engine.evaluation.stats import mcnemar_p
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2"
+TEMPLATE = "Review: {text}\nSentiment: {label}"
+NAMES = "0=negative,1=positive"
+
+
+def rows(path: Path, count: int, seed: int) -> list[dict]:
+    lines = path.read_text().splitlines()[1:]
+    chosen = random.Random(seed).sample(range(len(lines)), min(count, len(lines)))
+    return [dict(zip(("text", "label"), lines[i].split("\t"), strict=True)) for i in chosen]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="16,64")
+    parser.add_argument("--eval-size", type=int, default=200)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    pool, held_out = rows(DATA / "train.tsv", max(sizes), 0), rows(DATA / "dev.tsv", args.eval_size, 1)
+    session = Session(log=lambda message: None).load()
+    session.config.store = ""
+    zero = session.compare("zero: prompt Review: {text}\\nSentiment:", held_out, label_names=NAMES).conditions[0]
+    table = []
+    for size in sizes:
+        for cv in (1, 5):  # interleaved: the same seeds, one after the other
+            started = time.perf_counter()
+            result = session.fewshot(TEMPLATE, pool[:size], held_out, name=f"n{size}-cv{cv}", k=4, select="balanced",
+                                     search=6, cv=cv, label_names=NAMES, no_cache=True)
+            seconds = time.perf_counter() - started
+            chosen = next(row for row in result.search_log if row["best"])
+            scored = len(result.search_log) * (size if cv > 1 else round(0.2 * size))
+            condition = result.conditions[0]
+            table.append({"n": size, "cv": cv, "seconds": round(seconds, 1), "examples_scored_searching": scored,
+                          "chosen_k": chosen["k"], "chosen_calibrate": chosen["calibrate"],
+                          "val_accuracy": round(chosen["val_accuracy"], 3),
+                          "eval_accuracy": round(condition.accuracy, 3),
+                          "zero_shot_eval": round(zero.accuracy, 3),
+                          "p_vs_zero_shot": round(mcnemar_p(condition.correct, zero.correct), 4)})
+    report("search_cv", table, {"task": "sst2", "eval_size": args.eval_size, "candidates": 6,
+                                "model": "SmolLM2-135M-Instruct (fp32)"})
+
+
+if __name__ == "__main__":
+    main()
