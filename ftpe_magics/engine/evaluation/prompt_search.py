@@ -66,13 +66,16 @@ def search_split(train: Examples, eval_data: Examples, val_split: float, seed: i
     """The pool the candidates draw from and the validation split they are scored on, with the number of
     training examples removed because their text is also in the eval set (removed before the split)."""
     kept, leaked = without_eval_texts(train, eval_data)
+    return (*_validation_split(kept, val_split, seed), leaked)
+
+
+def _validation_split(kept: Examples, val_split: float, seed: int) -> tuple[Examples, Examples]:
     size = held_out_size(len(kept), val_split)
     if size < 2 or len(kept) - size < 1:
         raise FtpeError(f"--val-split {val_split:g} of {len(kept)} usable training examples leaves "
                         f"{size} for validation and {len(kept) - size} to draw from; the search needs both (a "
                         "bigger --train, or another --val-split).")
-    pool, val = split_off(kept, val_split, seed, in_order=True)
-    return pool, val, leaked
+    return split_off(kept, val_split, seed, in_order=True)
 
 
 CV_FOLDS, CV_UP_TO = 5, 512  # the default: 5-fold cross-validation while the usable pool is at most 512 examples
@@ -86,7 +89,7 @@ def search_folds(train: Examples, eval_data: Examples, val_split: float, seed: i
     kept, leaked = without_eval_texts(train, eval_data)
     count = cv or (min(CV_FOLDS, len(kept)) if len(kept) <= CV_UP_TO else 1)
     if count <= 1:  # one split (asked for, or too few examples to fold: its own error says so)
-        pool, val, _ = search_split(train, eval_data, val_split, seed)
+        pool, val = _validation_split(kept, val_split, seed)
         return pool, [(pool, val)], leaked
     return kept, folds(kept, count, seed), leaked
 
