@@ -124,7 +124,7 @@ CASES = [
     ("l2-negative", None, CELL_FT.format(opts="--method probe --l2 -1"), "--l2 must be at least 0"),
     ("pool-unknown", None, CELL_FT.format(opts="--method probe --pool middle"), "argument --pool: invalid choice"),
     ("classifier-eval-label-unseen", lambda ns, w: ns.update(odd=[{"text": "fine", "label": "neutral"}]),
-     CELL_FT.format(opts="--method probe --eval odd"), "which the classifier was not trained on"),
+     "%%compare --eval odd\nc: adapter saved-probe", "which the classifier was not trained on"),
     ("classifier-with-metric", None, "%%compare --eval rows --metric exact\nc: adapter saved-probe",
      "is a classifier"),
     ("use-unknown-adapter", None, "%ftpe use nosuch", "No adapter named 'nosuch'"),

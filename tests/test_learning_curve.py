@@ -322,3 +322,16 @@ def test_with_train_each_side_is_chosen_before_the_eval_set_is_read(curve_sessio
         assert curve_session.stored_run(run_id)[1].verdict().sentences == result.verdict().sentences
     finally:
         curve_session.config.store = original
+
+
+def test_the_curve_compares_the_sides_best_chosen_on_train_not_on_eval():
+    n = 40
+    lucky = _condition("lucky", "prompt", [i < 30 for i in range(n)])  # best on the eval set
+    steady = _condition("steady", "prompt", [i < 20 for i in range(n)])  # best on --train
+    lucky.extra["selection"] = {"accuracy": 0.5, "how": "scored on --train"}
+    steady.extra["selection"] = {"accuracy": 0.8, "how": "scored on --train"}
+    tuned = _condition("ft", "finetune", [i < 36 for i in range(n)])
+    curve = LearningCurve([16], 1, [CurvePoint(16, 0, [lucky, steady, tuned])])
+    prompt, finetune, p, gap = curve.standing(16)
+    assert (prompt, finetune) == ("steady", "ft") and gap == pytest.approx(0.4)
+    assert p == mcnemar_p(tuned.correct, steady.correct)

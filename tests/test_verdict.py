@@ -36,7 +36,7 @@ def test_each_sentence_carries_the_tables_numbers():
     best_prompt, best_tuned, gap, consistency, crossover, resolution, even, recommendation = written.sentences
     low, high = prompt.interval
     assert best_prompt == (f"Best prompt: fs4 (fs4 spec), accuracy 0.600 (95% CI {low:.3f}-{high:.3f}, n=100); chosen "
-                           "on --eval (not every line of this side has a score on --train).")
+                           "on --eval (no line of this side has a score on --train).")
     assert best_tuned.startswith("Best fine-tune: lora (lora spec), accuracy 0.800")
     (gap_low, gap_high), method = paired_gap_interval(tuned, prompt)
     assert gap_low <= 0.2 <= gap_high and method == "Newcombe's paired score interval"
@@ -143,7 +143,7 @@ def test_what_would_decide_it():
     assert f"would need about {written.numbers['eval_needed']:,} eval examples" in written.sentences[5]
 
 
-def test_each_side_is_chosen_on_train_when_every_line_has_a_score_there():
+def test_each_side_is_chosen_on_train_among_the_lines_with_a_score_there():
     luckier = _condition("lucky", "prompt", 66, seconds=2.0, tokens=30)  # best on --eval
     steadier = _condition("steady", "prompt", 62, seconds=2.0, tokens=30)  # best on --train
     luckier.extra["selection"] = {"accuracy": 0.55, "how": "scored on --train"}
@@ -152,7 +152,11 @@ def test_each_side_is_chosen_on_train_when_every_line_has_a_score_there():
     written = _result(luckier, steadier, tuned).verdict()
     assert written.numbers["prompt"] == "steady" and written.numbers["chosen_on_train"]["prompt"]
     assert "chosen before --eval was read: 0.700 by scored on --train" in written.sentences[0]
-    del steadier.extra["selection"]  # one line of the side without a score on --train: the eval decides, and says so
+    del steadier.extra["selection"]  # a line without a score on --train is not a candidate, and the verdict says so
+    written = _result(luckier, steadier, tuned).verdict()
+    assert written.numbers["prompt"] == "lucky" and written.numbers["chosen_on_train"]["prompt"]
+    assert "not candidates: steady (no score on --train" in written.sentences[0]
+    del luckier.extra["selection"]  # no line with one: the eval decides, and says so
     written = _result(luckier, steadier, tuned).verdict()
     assert written.numbers["prompt"] == "lucky" and not written.numbers["chosen_on_train"]["prompt"]
-    assert "chosen on --eval (not every line of this side has a score on --train)" in written.sentences[0]
+    assert "chosen on --eval (no line of this side has a score on --train)" in written.sentences[0]

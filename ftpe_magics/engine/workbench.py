@@ -13,10 +13,12 @@ user go through ``log`` (the ``ftpe_magics`` logger unless given; the magics pas
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .adapters.registry import Adapter, AdapterRegistry, attach, detach
@@ -27,6 +29,7 @@ from .evaluation.evaluator import Evaluator
 from .evaluation.identity import adapter_fingerprint
 from .evaluation.metrics import resolve_metric
 from .inference.generation import GenerationSettings
+from .inference.shared_work import ScoringShare, SharedScoring
 from .model.load_options import LoadOptions
 from .model.loading import (
     LoadedModel,
@@ -57,6 +60,7 @@ class Workbench:
         self.runs = RunLog()
         # model key -> text -> vector: ``similar`` selection embeds a pool once for every configuration and k
         self.embedding_cache: dict[str, dict] = {}
+        self.shared_work: SharedScoring | None = None  # open during one search or comparison (``sharing_work``)
 
     @property
     def log(self) -> Callable[[str], None]:
@@ -93,6 +97,27 @@ class Workbench:
     def model_key(self) -> str:
         """Names the weights in use now (this load, this adapter): a cache key that dies with them."""
         return f"{self.loaded_model.load_id}:{self.adapters.active or 'base'}"
+
+    @property
+    def scoring_share(self) -> ScoringShare | None:
+        """The open call's shared scoring work for the base model; None outside a call, and while an adapter is
+        active (a trial's weights change as it trains, and a retrained adapter keeps its name)."""
+        if self.shared_work is None or self.adapters.active is not None:
+            return None
+        return self.shared_work.for_weights(self.model_key)
+
+    @contextlib.contextmanager
+    def sharing_work(self) -> Iterator[SharedScoring]:
+        """One call's shared work (label scores, prefix caches): opened by a search or a comparison, dropped when
+        it ends; a call inside another shares the outer one's."""
+        if self.shared_work is not None:
+            yield self.shared_work
+            return
+        self.shared_work = SharedScoring()
+        try:
+            yield self.shared_work
+        finally:
+            self.shared_work = None
 
     @property
     def weights_key(self) -> str:
@@ -235,6 +260,16 @@ class Workbench:
         return Evaluator(self, eval_data, defaults, metric=metric, norm=evaluation.norm, samples=compare.samples,
                          seed=evaluation.seed, max_new_tokens=evaluation.max_new_tokens,
                          answer_regex=compare.answer_regex, namespace=namespace)
+
+
+def shares_work(workflow: Callable) -> Callable:
+    """Run a workflow (its first argument the workbench) inside one shared-work scope."""
+    @functools.wraps(workflow)
+    def run(bench: Workbench, *args: Any, **kwargs: Any) -> Any:
+        with bench.sharing_work():
+            return workflow(bench, *args, **kwargs)
+
+    return run
 
 
 def recorded_settings(*options: Any) -> dict[str, Any]:

@@ -162,6 +162,10 @@ class Evaluator:
     def _row(self, row: dict) -> ChainMap:
         return ChainMap(row, self.namespace)
 
+    def _share(self):
+        """The call's shared scoring work, when the session has one open (handles without it share nothing)."""
+        return getattr(self.handle, "scoring_share", None)
+
     # -- the two ways of scoring -------------------------------------------------------------
     def _classify(self, contexts: list[str], template: ExampleTemplate | None, add_special_tokens: bool = True,
                   continuations: list[str] | None = None, bias: np.ndarray | None = None) -> Scored:
@@ -171,7 +175,7 @@ class Evaluator:
                             "Give --labels, or score generated text with --metric.")
         continuations = continuations or [template.continuation(label) for label in labels]
         scored = label_logprobs(self.handle.model, self.handle.tokenizer, contexts, continuations,
-                                self.batch_size, add_special_tokens=add_special_tokens)
+                                self.batch_size, add_special_tokens=add_special_tokens, share=self._share())
         self._warn_prefix_labels(continuations)
         normalised = scored.normalised(labels, self.norm)
         if bias is not None:  # contextual calibration: the prompt's content-free label bias divided out
@@ -404,7 +408,8 @@ class Evaluator:
                              template.query(self._row(dict.fromkeys(blanked, blank))))
                     for chosen in prompts for blank in CONTENT_FREE]
         continuations = [template.continuation(label) for label in self.eval_data.label_set]
-        scored = label_logprobs(self.handle.model, self.handle.tokenizer, contexts, continuations, self.batch_size)
+        scored = label_logprobs(self.handle.model, self.handle.tokenizer, contexts, continuations, self.batch_size,
+                                share=self._share())
         if scored.interrupted:
             return None, scored.seconds
         bias = content_free_bias(scored.normalised(self.eval_data.label_set, self.norm))

@@ -34,7 +34,7 @@ from .condition_kinds import (
 )
 from .evaluator import ConditionResult, Evaluator
 from .stats import accuracy_interval, mcnemar_p
-from .verdict import ALPHA
+from .verdict import ALPHA, choose, train_score
 
 AUTO_START = 16  # --sizes auto: the first size (or the whole pool when it is smaller)
 
@@ -110,8 +110,10 @@ class LearningCurve:
         return {label: (self.repeats, self.pooled(label, sizes[-1])["spread"]) for label in self.labels()}
 
     def _best(self, size: int, side: str) -> str | None:
+        """The side's best at ``size``, by the verdict's rule: chosen on --train when a line has a score there."""
         labels = [label for label, kind in self.kinds().items() if kind in kinds_on(side)]
-        return max(labels, key=lambda label: self.pooled(label, size)["accuracy"]) if labels else None
+        return choose({label: (train_score(self.results(label, size)), self.pooled(label, size)["prompt_tokens"],
+                               self.pooled(label, size)["accuracy"]) for label in labels})
 
     def _pooled_correct(self, label: str, size: int) -> list[bool]:
         return [flag for run in self.results(label, size) for flag in run.correct]

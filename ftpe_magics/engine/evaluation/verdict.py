@@ -79,23 +79,40 @@ def _side(conditions: list[ConditionResult], side: str) -> list[ConditionResult]
 
 
 def _on_train(lines: list[ConditionResult]) -> bool:
-    return bool(lines) and all("selection" in c.extra for c in lines)
+    """Whether the side's best is chosen before --eval is read: some line of the side has a score on --train."""
+    return any("selection" in c.extra for c in lines)
+
+
+def train_score(runs: list[ConditionResult]) -> float | None:
+    """A line's accuracy on --train (the mean over a curve's repeats), or None when it has none."""
+    scores = [r.extra["selection"]["accuracy"] for r in runs if "selection" in r.extra]
+    return float(np.mean(scores)) if scores and len(scores) == len(runs) else None
+
+
+def choose(candidates: dict[str, tuple[float | None, float, float]]) -> str | None:
+    """The side's best among ``label -> (score on --train or None, prompt tokens, eval accuracy)``: by the score
+    on --train among the lines that have one (ties: the fewer prompt tokens), so the eval set decides nothing;
+    by eval accuracy only when no line of the side has a score on --train (which the verdict then says)."""
+    scored = {label: value for label, value in candidates.items() if value[0] is not None}
+    if scored:
+        return max(scored, key=lambda label: (scored[label][0], -scored[label][1]))
+    return max(candidates, key=lambda label: candidates[label][2]) if candidates else None
 
 
 def _best(conditions: list[ConditionResult], side: str) -> ConditionResult | None:
-    """The side's best: by its accuracy on --train when every line of the side has one (chosen before the eval
-    set is read; ties: the fewer prompt tokens), else by eval accuracy, which the sentence then says."""
-    lines = _side(conditions, side)
-    if _on_train(lines):
-        return max(lines, key=lambda c: (c.extra["selection"]["accuracy"], -c.mean_prompt_tokens))
-    return max(lines, key=lambda c: c.accuracy) if lines else None
+    lines = {c.condition: c for c in _side(conditions, side)}
+    label = choose({name: (train_score([c]), c.mean_prompt_tokens, c.accuracy) for name, c in lines.items()})
+    return lines.get(label) if label else None
 
 
 def _chosen_how(result: ConditionResult, lines: list[ConditionResult]) -> str:
     if _on_train(lines):
         chosen = result.extra["selection"]
-        return f"; chosen before --eval was read: {chosen['accuracy']:.3f} by {chosen['how']}"
-    return "" if len(lines) == 1 else "; chosen on --eval (not every line of this side has a score on --train)"
+        left_out = [c.condition for c in lines if "selection" not in c.extra]
+        unscored = (f"; not candidates: {', '.join(left_out)} (no score on --train: a fine-tune needs a validation "
+                    "split, val-split=F)") if left_out else ""
+        return f"; chosen before --eval was read: {chosen['accuracy']:.3f} by {chosen['how']}{unscored}"
+    return "" if len(lines) == 1 else "; chosen on --eval (no line of this side has a score on --train)"
 
 
 def _described(side: str, result: ConditionResult, lines: list[ConditionResult] | None = None) -> str:

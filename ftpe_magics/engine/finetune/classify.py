@@ -35,10 +35,10 @@ def prepare_classifier(tokenizer, name: str, template: ExampleTemplate, train: E
                        options: FinetuneOptions) -> TrainingJob:
     """Every check and the tokenised examples (ids and a class id each), before the model is touched."""
     check_job(name, template, train)
-    seen = set(train.labels)  # a classifier's classes are the labels it is trained on, not the union with --eval
-    train.label_set = label_set = [label for label in train.label_set if label in seen]
-    if val is not None:
-        class_ids(val.labels, label_set, "--eval")  # a validation label the classifier cannot output
+    # the classes are the task's label set (--train's with --eval's, as every prompt scores them), not only the
+    # labels the examples show: 16 examples of 150 intents train a classifier that is wrong on the others, it
+    # does not fail on them (a class without examples is pushed down and never predicted)
+    label_set = train.label_set
     features = [_features(tokenizer, template, data, label_set, options.max_len, what) if data is not None else None
                 for data, what in ((train, "--train"), (val, "--eval"))]
     return TrainingJob(name, template, train, val, options, False, features[0], features[1])

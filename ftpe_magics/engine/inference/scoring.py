@@ -28,6 +28,7 @@ from ..model.scoped import quiet_library_notices
 from .kv_cache import cache_kwargs, output_cache
 from .label_trie import LabelTrie, PackedBatch, build_trie, pack
 from .scoring_rows import score_rows, token_budget_batches
+from .shared_work import ScoringShare
 
 POOLS = ("mean", "last")  # how hidden states become one vector per text: their mean, or the last token's
 # kept logits (rows x scored positions x vocabulary, float32) per batch: 256 MiB on a CPU, 2 GiB on a GPU
@@ -90,24 +91,62 @@ def check_fits(model, context_ids: list[list[int]], choice_ids: list[list[int]],
 @torch.inference_mode()
 def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[str], batch_size: int = 32,
                    add_special_tokens: bool = True, share_prefix: bool = True,
-                   max_batch_tokens: int | None = None) -> LabelScores:
+                   max_batch_tokens: int | None = None, share: ScoringShare | None = None) -> LabelScores:
     """Log-probability of each continuation after each context: each context runs once, with the label trie.
 
     A batch holds at most ``batch_size`` rows and ``max_batch_tokens`` tokens (default 512 on a CPU,
     where the matrix products are compute-bound and small batches measured fastest, 16384 on a GPU),
     and its kept logits stay under ``_LOGIT_BYTES``, so 150 labels do not run out of memory. The
-    stop button keeps what was scored (``complete``).
+    stop button keeps what was scored (``complete``). With ``share`` (the call's shared work for these
+    weights), contexts scored before in the call are not run again and the prefix starts from a cached one.
     """
     start = time.perf_counter()
     context_ids, choice_ids = encode(tokenizer, contexts, continuations, add_special_tokens)
     virtual = _virtual_tokens(model)
     check_fits(model, context_ids, choice_ids, virtual)
+    if share is not None and not virtual:
+        return _shared_label_logprobs(model, tokenizer, context_ids, choice_ids, share, start, batch_size,
+                                      add_special_tokens, max_batch_tokens)
+    return _label_logprobs(model, tokenizer, context_ids, choice_ids, start, batch_size, share_prefix,
+                           max_batch_tokens)
+
+
+def _shared_label_logprobs(model, tokenizer, context_ids: list[list[int]], choice_ids: list[list[int]],
+                           share: ScoringShare, start: float, batch_size: int, add_special_tokens: bool,
+                           max_batch_tokens: int | None) -> LabelScores:
+    """Only the contexts the call has not scored yet run; the others' rows are read back."""
+    labels_key = (add_special_tokens, tuple(map(tuple, choice_ids)))
+    known = share.known_rows(labels_key, context_ids)
+    missing = [index for index in range(len(context_ids)) if index not in known]
+    scores = np.zeros((len(context_ids), len(choice_ids)))
+    done = np.zeros(len(context_ids), dtype=bool)
+    for index, row in known.items():
+        scores[index], done[index] = row, True
+    ran = LabelScores(np.zeros((0, len(choice_ids))), [len(ids) for ids in choice_ids], [], 0, 0.0,
+                      complete=np.zeros(0, dtype=bool))
+    if missing:
+        ran = _label_logprobs(model, tokenizer, [context_ids[i] for i in missing], choice_ids, start, batch_size,
+                              True, max_batch_tokens, share)
+        scores[missing], done[missing] = ran.logprobs, ran.complete
+        share.keep_rows(labels_key, [context_ids[i] for i in missing], ran.logprobs, ran.complete)
+        share.call.tokens_run += ran.tokens_run
+    trie_size = build_trie(choice_ids).size
+    return LabelScores(scores, ran.label_token_counts, [len(ids) for ids in context_ids], ran.prefix_tokens,
+                       time.perf_counter() - start, complete=done, tokens_run=ran.tokens_run,
+                       floor_tokens=ran.prefix_tokens + sum(len(ids) - ran.prefix_tokens + trie_size
+                                                            for ids in context_ids))
+
+
+def _label_logprobs(model, tokenizer, context_ids: list[list[int]], choice_ids: list[list[int]], start: float,
+                    batch_size: int, share_prefix: bool, max_batch_tokens: int | None,
+                    share: ScoringShare | None = None) -> LabelScores:
+    virtual = _virtual_tokens(model)
     trie = build_trie(choice_ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     on_gpu = model.device.type == "cuda"
     budget = max_batch_tokens or (16384 if on_gpu else 512)
-    scores = np.zeros((len(contexts), len(continuations)))
-    done = np.zeros(len(contexts), dtype=bool)
+    scores = np.zeros((len(context_ids), len(choice_ids)))
+    done = np.zeros(len(context_ids), dtype=bool)
     prefix = 0
     try:
         if virtual or not _packs(model):  # a soft prompt (or an attention without custom masks): per-label rows
@@ -115,7 +154,7 @@ def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[st
         else:
             prefix = min(common_prefix_length(context_ids), min(map(len, context_ids)) - 1) if share_prefix else 0
             tokens_run = _score_packed(model, context_ids, trie, len(choice_ids), prefix, batch_size, budget, pad,
-                                       done, scores)
+                                       done, scores, share)
     except KeyboardInterrupt:
         tokens_run = 0  # the stop button: the examples scored so far are kept, marked by ``complete``
     return LabelScores(scores, [len(ids) for ids in choice_ids], [len(ids) for ids in context_ids], prefix,
@@ -130,23 +169,30 @@ def _packs(model) -> bool:
         not getattr(config, "final_logit_softcapping", None)
 
 
+def _run_prefix(model, ids: list[int], cache=None):
+    """The key/value cache of ``ids`` (after ``cache``, when given): one forward pass of batch 1."""
+    try:
+        return output_cache(model(input_ids=torch.tensor([ids], device=model.device), **cache_kwargs(cache),
+                                  use_cache=True))
+    except torch.OutOfMemoryError:
+        raise out_of_memory(f"scoring a batch of 1 (the {len(ids)}-token prefix shared by every prompt)",
+                            "a smaller --batch-size or dtype, or fewer demonstrations") from None
+
+
 def _score_packed(model, context_ids: list[list[int]], trie: LabelTrie, labels: int, prefix: int, batch_size: int,
-                  budget: int, pad: int, done: np.ndarray, scores: np.ndarray) -> int:
+                  budget: int, pad: int, done: np.ndarray, scores: np.ndarray, share: ScoringShare | None) -> int:
     """Fill ``scores`` one batch of packed rows at a time; returns the tokens run (padding and prefix included)."""
     device = model.device
-    prefix_cache = None
-    if prefix:  # instructions and shared demonstrations: run once, their key/value cache reused by every batch
-        try:
-            prefix_cache = output_cache(model(input_ids=torch.tensor([context_ids[0][:prefix]], device=device),
-                                              use_cache=True))
-        except torch.OutOfMemoryError:
-            raise out_of_memory(f"scoring a batch of 1 (the {prefix}-token prefix shared by every prompt)",
-                                "a smaller --batch-size or dtype, or fewer demonstrations") from None
+    prefix_cache, tokens_run = None, prefix
+    if prefix and share is not None:  # from the call's cached prefix that shares the most tokens with this one
+        prefix_cache, tokens_run = share.prefix_cache(model, context_ids[0][:prefix],
+                                                      lambda ids, cache: _run_prefix(model, ids, cache))
+    elif prefix:  # instructions and shared demonstrations: run once, their key/value cache reused by every batch
+        prefix_cache = _run_prefix(model, context_ids[0][:prefix])
     suffixes = [ids[prefix:] for ids in context_ids]
     order = sorted(range(len(suffixes)), key=lambda e: -len(suffixes[e]))
     vocab = model.get_output_embeddings().weight.shape[0]
     rows_for_logits = max(1, _LOGIT_BYTES[device.type == "cuda"] // ((1 + trie.size) * vocab * 4))
-    tokens_run = prefix
     slots, pair_tokens, pair_labels = (t.to(device) for t in (trie.slots, trie.pair_tokens, trie.pair_labels))
     with quiet_library_notices():
         for batch in token_budget_batches([len(suffixes[e]) + trie.size for e in order],

@@ -21,7 +21,7 @@ from ..finetune.options import FinetuneOptions, LaunchOptions
 from ..options import CompareOptions, CurveOptions, DataOptions, EvalOptions, FewShotOptions
 from ..prompting.fewshot import FewShotConfig
 from ..prompting.templates import ExampleTemplate
-from ..workbench import Workbench, recorded_settings
+from ..workbench import Workbench, recorded_settings, shares_work
 from .fewshot import report, search_fewshot
 from .finetune import fit, held_out
 from .flexibility import flexibility_scorer, other_tasks, tasks_identity
@@ -29,6 +29,7 @@ from .selection import choose_on_train
 from .study import study_body
 
 
+@shares_work
 def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: CompareOptions, data: DataOptions,
                 evaluation: EvalOptions, curve: CurveOptions, namespace: Mapping[str, Any] | None) -> CompareResult:
     """Run every condition of ``body`` (one per line) on the same eval set, in one table."""

@@ -16,9 +16,10 @@ from ..evaluation.identity import data_fingerprint, fewshot_condition_identity
 from ..options import DataOptions, EvalOptions, FewShotOptions
 from ..prompting.fewshot import FewShotConfig
 from ..prompting.templates import ExampleTemplate
-from ..workbench import Workbench, recorded_settings
+from ..workbench import Workbench, recorded_settings, shares_work
 
 
+@shares_work
 def run_fewshot(bench: Workbench, body: str, train: Any, eval: Any, name: str | None, fewshot: FewShotOptions,
                 data: DataOptions, evaluation: EvalOptions, namespace: Mapping[str, Any] | None) -> CompareResult:
     """Score the configuration (each k of a sweep) on ``eval``; the named configuration is kept for %%compare."""
@@ -56,6 +57,7 @@ def run_fewshot(bench: Workbench, body: str, train: Any, eval: Any, name: str | 
     return result
 
 
+@shares_work
 def search_fewshot(bench: Workbench, config: FewShotConfig, eval_data: Examples, fewshot: FewShotOptions,
                    evaluation: EvalOptions, namespace: Mapping[str, Any] | None) -> tuple[FewShotConfig, list]:
     """``--search N``: candidates scored by cross-validation on the pool, or on one validation split of it (the
