@@ -99,26 +99,15 @@ def test_failed_load_keeps_model_and_adapters(tiny_session, tmp_path):
 
 
 # -- 4. best-state ties go to the lower loss, then the later step -----------------------------------------------
-class _State:
-    def __init__(self, step):
-        self.global_step = step
-
-
-class _Control:
-    should_training_stop = False
-    should_evaluate = False
-
-
 def test_best_state_ties_prefer_lower_loss_then_later_step():
     import threading
 
+    from ftpe_magics.engine.finetune.validation import ValidationScore
+
     snapshots = iter(range(100))
     supervisor = Supervisor(TrainingObserver(), None, None, lambda: next(snapshots), threading.Event())
-    supervisor.task_metric = lambda model: scores.pop(0)
-    scores = [0.5, 0.5, 0.5, 0.4]
-    model = torch.nn.Linear(1, 1)
-    for step, loss in [(1, 0.9), (2, 0.7), (3, 0.7), (4, 0.1)]:
-        supervisor.on_evaluate(None, _State(step), _Control(), metrics={"eval_loss": loss}, model=model)
+    for step, (accuracy, loss) in enumerate([(0.5, 0.9), (0.5, 0.7), (0.5, 0.7), (0.4, 0.1)], 1):
+        supervisor.consider(step, ValidationScore(accuracy, loss, 10))
     assert supervisor.best == 0.5 and supervisor.best_state == 2  # step 3: tied accuracy and loss, the later one
 
 

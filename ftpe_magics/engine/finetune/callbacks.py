@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from transformers import TrainerCallback
 from ..errors import FtpeError
 from .distributed import any_rank, summed
 from .observers import TrainingObserver
+from .validation import ValidationMetric, ValidationSchedule, ValidationScore
 
 
 def layer_groups(model, groups: int) -> list[list[torch.nn.Module]]:
@@ -59,61 +61,116 @@ class Unfreeze(TrainerCallback):
 
 
 class Supervisor(TrainerCallback):
-    """Validation accuracy, best-state tracking, early stopping and stopping at a step boundary."""
+    """Validation (sized to the run, see :mod:`.validation`), best-state tracking, early stopping and stopping at
+    a step boundary."""
 
-    def __init__(self, observer: TrainingObserver, task_metric: Callable[[Any], float] | None,
-                 patience: int | None, snapshot: Callable[[], dict], stop_flag: threading.Event,
-                 current_adapter: Callable[[], Any] | None = None,
-                 stop_requested: Callable[[], bool] | None = None) -> None:
-        self.observer, self.task_metric, self.patience = observer, task_metric, patience
+    def __init__(self, observer: TrainingObserver, metric: ValidationMetric | None, patience: int | None,
+                 snapshot: Callable[[], dict], stop_flag: threading.Event,
+                 current_adapter: Callable[[], Any] | None = None, stop_requested: Callable[[], bool] | None = None,
+                 schedule: ValidationSchedule | None = None, positions: list[int] | None = None,
+                 restore: Callable[[Any], None] | None = None) -> None:
+        self.observer, self.metric, self.patience = observer, metric, patience
         self.snapshot, self.stop_flag, self.current_adapter = snapshot, stop_flag, current_adapter
-        self.stop_requested = stop_requested
+        self.stop_requested, self.schedule, self.positions, self.restore = stop_requested, schedule, positions, restore
         self.best: float | None = None
         self._best_key: tuple[float, float] | None = None
         self.best_state = None
+        self._best_step = 0
         self.bad_evals = 0
         self.finished_steps = 0
         self.evaluating = False  # a validation is running: the stop button aborts it at once
+        self._clock = time.perf_counter()
+        self.checks = _Checks(self)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._clock = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.finished_steps = state.global_step
-        wish = self.stop_flag.is_set() or bool(self.stop_requested and self.stop_requested())
-        if any_rank(wish):  # stop now (all ranks at this step): a validation scheduled for it would only delay it
-            self.stop_flag.set()
-            control.should_training_stop = True
-            control.should_evaluate = False
-        self.evaluating = bool(control.should_evaluate)
+        if self.schedule is not None:
+            self.schedule.train_seconds += time.perf_counter() - self._clock
         return control
 
-    def _validation_accuracy(self, model) -> float:
+    def check_if_due(self, state, control, model) -> None:
+        """After every other callback's step end (``checks``, last in the list): stop, or validate when due."""
+        wish = self.stop_flag.is_set() or bool(self.stop_requested and self.stop_requested())
+        if any_rank(wish):  # stop now (all ranks at this step): a validation due at it would only delay it
+            self.stop_flag.set()
+            control.should_training_stop = True
+        elif self.metric is not None and self.schedule is not None and any_rank(self.schedule.due(state.global_step)):
+            started = time.perf_counter()
+            self.consider(state.global_step, self.score(model, self.positions))
+            self.schedule.spent(time.perf_counter() - started)
+            if self.patience and self.bad_evals >= self.patience:  # the same on every rank: one score for all
+                control.should_training_stop = True
+        self._clock = time.perf_counter()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """The whole split scores the final state, and the best state of the checks when that was another: the
+        better of the two is kept (ties: the final one)."""
+        if self.metric is None or self.stop_flag.is_set():
+            return control
+        model = kwargs["model"]
+        final = self.score(model, None)
+        self._report(self.finished_steps, final)
+        if self.positions is None or self.best_state is None or self._best_step == self.finished_steps:
+            self._reset_best()  # the checks scored a subsample: only whole-split scores compete now
+            self.consider(self.finished_steps, final, record=False)
+            return control
+        final_state = self.snapshot()
+        self.restore(self.best_state)
+        best = self.score(model, None)
+        if (best.accuracy, -best.loss) > (final.accuracy, -final.loss):
+            self._best_key, self.best = (best.accuracy, -best.loss), best.accuracy
+        else:
+            self.restore(final_state)
+            self._reset_best()
+            self.consider(self.finished_steps, final, record=False)
+        return control
+
+    def _report(self, step: int, score: ValidationScore) -> None:
+        self.observer.evaluation({"step": step, "eval_loss": score.loss, "eval_accuracy": score.accuracy,
+                                  "eval_examples": score.examples})
+
+    def _reset_best(self) -> None:
+        if self.positions is not None:
+            self._best_key = None
+
+    def score(self, model, positions: list[int] | None) -> ValidationScore:
         was_training = model.training
         model.eval()
+        self.evaluating = True
         try:
-            return self.task_metric(model)
+            return self.metric(model, positions)
         finally:
+            self.evaluating = False
             model.train(was_training)
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        entry = {"step": state.global_step, "eval_loss": (metrics or {}).get("eval_loss")}
-        score = self._validation_accuracy(kwargs["model"]) if self.task_metric is not None else None
-        if score is not None:
-            entry["eval_accuracy"] = score
-        self.evaluating = False
-        self.observer.evaluation({key: value for key, value in entry.items() if value is not None})
-        loss = entry["eval_loss"] if entry["eval_loss"] is not None else float("inf")
-        # ties in accuracy go to the lower validation loss, then to the later step (>=): the state before
-        # any real update can never win a tie it shares with a trained one
-        key = (score if score is not None else -loss, -loss)
+    def consider(self, step: int, score: ValidationScore, record: bool = True) -> None:
+        """Report a validation and keep the state when it is the best so far; ties in accuracy go to the lower
+        loss, then to the later step (>=): the state before any real update never wins a tie with a trained one."""
+        if record:
+            self._report(step, score)
+        key = (score.accuracy, -score.loss)
         if self._best_key is None or key >= self._best_key:
             improved = self._best_key is None or key > self._best_key
-            self._best_key, self.best, self.best_state = key, key[0], self.snapshot()
+            self._best_key, self.best, self.best_state, self._best_step = key, key[0], self.snapshot(), step
             self.bad_evals = 0 if improved else self.bad_evals + 1
             if self.current_adapter is not None:
-                self.observer.improved(state.global_step, score, self.current_adapter)
+                self.observer.improved(step, score.accuracy, self.current_adapter)
         else:
             self.bad_evals += 1
-        if self.patience and self.bad_evals >= self.patience:  # the same on every rank: one accuracy for all
-            control.should_training_stop = True
+
+
+class _Checks(TrainerCallback):
+    """The Supervisor's stop and validation at a step's end, after the observers saw the step: a stop asked
+    there is honoured at that step, and skips the validation due at it."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.supervisor.check_if_due(state, control, kwargs["model"])
         return control
 
 

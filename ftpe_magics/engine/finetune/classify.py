@@ -24,7 +24,8 @@ from ..prompting.templates import ExampleTemplate
 from .callbacks import CountingCollator, Reporter, Supervisor, Unfreeze, layer_groups
 from .observers import Observers, TrainingHistory, TrainingObserver, TrainingPlan
 from .options import FinetuneOptions
-from .train import TrainingJob, _run, _trainer, base_kept, check_job
+from .train import TrainingJob, _run, _trainer, base_kept, check_job, validation_plan
+from .validation import ValidationMetric, ValidationScore
 
 
 def query_texts(template: ExampleTemplate, data: Examples) -> list[str]:
@@ -142,16 +143,21 @@ class _HeadRun:
         return adapter
 
 
-def _head_metric(run: _HeadRun, tokenizer, job: TrainingJob, batch_size: int):
-    """Validation accuracy of the head as it is now (argmax over the classes)."""
+def _head_metric(run: _HeadRun, tokenizer, job: TrainingJob, batch_size: int) -> ValidationMetric:
+    """Validation accuracy of the head as it is now (argmax over the classes) and its cross-entropy, one pass."""
     texts = query_texts(job.template, job.val)
     targets = class_ids(job.val.labels, job.train.label_set, "--eval")
 
-    def metric(model) -> float:
-        features = pooled_features(run.body, tokenizer, texts, run.model.pool, batch_size, job.options.max_len)
-        return accuracy(run.model.as_head(job.train.label_set), features, targets)
+    def score(model, positions: list[int] | None) -> ValidationScore:
+        chosen = list(range(len(texts))) if positions is None else positions
+        features = pooled_features(run.body, tokenizer, [texts[i] for i in chosen], run.model.pool, batch_size,
+                                   job.options.max_len)
+        logits = run.model.as_head(job.train.label_set).logits(features)
+        wanted = targets[chosen]
+        loss = float(torch.nn.functional.cross_entropy(logits, wanted))
+        return ValidationScore(float((logits.argmax(1) == wanted).float().mean()), loss, len(chosen))
 
-    return metric
+    return score
 
 
 def train_head(base_model, tokenizer, device: str, job: TrainingJob, observers: list[TrainingObserver] = (),
@@ -171,8 +177,9 @@ def train_head(base_model, tokenizer, device: str, job: TrainingJob, observers: 
         right_padding.padding_side = "right"
         collator = CountingCollator(DataCollatorWithPadding(right_padding))
         supervisor = Supervisor(observer, metric, options.early_stopping, run.snapshot, threading.Event(),
-                                lambda: run.current(job, trainable, supervisor))
-        callbacks: list[TrainerCallback] = [supervisor, Reporter(observer, collator)]
+                                lambda: run.current(job, trainable, supervisor), **validation_plan(job),
+                                restore=run.restore)
+        callbacks: list[TrainerCallback] = [supervisor, Reporter(observer, collator), supervisor.checks]
         if options.method == "unfreeze":
             groups = layer_groups(run.body, options.unfreeze_groups)
             every = options.unfreeze_every or max(1, job.total_steps // len(groups))

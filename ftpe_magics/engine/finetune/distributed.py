@@ -49,6 +49,17 @@ def summed(count: int) -> int:
     return _reduced(count, torch.distributed.ReduceOp.SUM)
 
 
+def summed_value(value: float) -> float:
+    """``value`` summed over the ranks (a float: a loss)."""
+    if not in_process_group():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    if torch.distributed.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return float(tensor.item())
+
+
 def my_share(count: int) -> list[int]:
     """The indices of ``count`` items this rank handles (every world-th one, from its rank)."""
     return list(range(distributed_rank(), count, distributed_world()))

@@ -33,7 +33,9 @@ class FinetuneOptions:
     seed: int = option(0, "Seed for initialisation, data order and --val-split.")
     loss: str = option("answer", "Loss on the answer only, or on all text.", choices=("answer", "all"))
     raw: bool = option(False, "Train on the raw template instead of the chat template.")
-    eval_steps: int | None = option(None, "Validate every N steps (default: about 4 times a run).", low=1)
+    eval_steps: int | None = option(None, "Validate every N steps (default: whenever a check keeps validation "
+                                          "within a fifth of the training time; checks score a seeded 128 of the "
+                                          "split, the end all of it).", low=1)
     early_stopping: int | None = option(None, "Stop after PATIENCE validations without improvement (the best "
                                               "state is restored).", low=1, high=1000, metavar="PATIENCE")
     warmup: float = option(0.1, "Warm-up: a share of the steps (<1) or a step count.", low=0)

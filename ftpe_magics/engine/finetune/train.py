@@ -30,11 +30,12 @@ from ..model.memory import out_of_memory
 from ..model.scoped import global_rngs_kept, quiet_library_notices, seeded
 from ..prompting.templates import ExampleTemplate, scoring_inputs
 from .callbacks import CountingCollator, Reporter, StopOnInterrupt, Supervisor, Unfreeze, layer_groups
-from .distributed import distributed_world, my_share, strategy_arguments, summed
+from .distributed import distributed_world, my_share, strategy_arguments, summed, summed_value
 from .features import build_features, check_max_len
 from .methods import COPY_METHODS, build_trainable, check_targets
 from .observers import Observers, TrainingHistory, TrainingObserver, TrainingPlan
 from .options import FinetuneOptions
+from .validation import ValidationMetric, ValidationSchedule, ValidationScore, intermediate_positions
 
 
 @contextmanager
@@ -77,11 +78,17 @@ class TrainingJob:
     def steps_per_epoch(self) -> int:
         return -(-len(self.train_features) // (self.options.batch_size * self.options.grad_accum))
 
-    @property
-    def eval_steps(self) -> int:
-        if self.options.eval_steps:  # a run shorter than the interval still validates once, at its end
-            return min(self.options.eval_steps, self.total_steps)
-        return max(1, min(self.steps_per_epoch, self.total_steps // 4 or 1))
+
+
+def validation_plan(job: TrainingJob) -> dict[str, Any]:
+    """The Supervisor's schedule and the subsample its checks between steps score (see :mod:`.validation`)."""
+    if job.val is None:
+        return {}
+    positions = intermediate_positions(len(job.val), job.options.seed)
+    checked = len(positions) if positions is not None else len(job.val)
+    schedule = ValidationSchedule(job.total_steps, job.options.eval_steps, checked,
+                                  job.options.batch_size * job.options.grad_accum)
+    return {"schedule": schedule, "positions": positions}
 
 
 def check_job(name: str, template: ExampleTemplate, train: Examples) -> None:
@@ -106,24 +113,29 @@ def prepare(tokenizer, name: str, template: ExampleTemplate, train: Examples, va
     return TrainingJob(name, template, train, val, options, chat, train_features, val_features)
 
 
-def _accuracy_metric(tokenizer, job: TrainingJob, batch_size: int):
-    """Validation accuracy by label likelihood, on the same text format as training (in worker processes each
-    rank scores its share and the counts are summed: one accuracy, the same on every rank)."""
-    val = job.val.subset(my_share(len(job.val)))
-    contexts, continuations, add_special = scoring_inputs(tokenizer, job.template, val.rows, val.label_set, job.chat)
-
-    def accuracy(model: Any) -> float:
-        correct = 0
-        if contexts:
+def _accuracy_metric(tokenizer, job: TrainingJob, batch_size: int) -> ValidationMetric:
+    """Validation accuracy by label likelihood, on the same text format as training, and the loss from the same
+    pass (the correct answer's negative log-likelihood per token). In worker processes each rank scores its
+    share and the sums are reduced: one score, the same on every rank."""
+    def score(model: Any, positions: list[int] | None) -> ValidationScore:
+        chosen = job.val.subset(positions) if positions is not None else job.val
+        val = chosen.subset(my_share(len(chosen)))
+        correct, loss = 0, 0.0
+        if len(val):
+            contexts, continuations, add_special = scoring_inputs(tokenizer, job.template, val.rows, val.label_set,
+                                                                  job.chat)
             scored = label_logprobs(model, tokenizer, contexts, continuations, batch_size,
                                     add_special_tokens=add_special)
             if scored.interrupted:  # the stop button during validation: drop this validation, do not score a part
                 raise KeyboardInterrupt
-            predictions = [val.label_set[i] for i in scored.logprobs.argmax(axis=1)]
-            correct = sum(p == r for p, r in zip(predictions, val.labels, strict=True))
-        return summed(correct) / len(job.val)
+            index = {label: i for i, label in enumerate(val.label_set)}
+            truth = [index[label] for label in val.labels]
+            correct = int(sum(scored.logprobs.argmax(axis=1) == truth))
+            per_token = scored.logprobs / scored.label_token_counts
+            loss = float(-sum(per_token[row, column] for row, column in enumerate(truth)))
+        return ValidationScore(summed(correct) / len(chosen), summed_value(loss) / len(chosen), len(chosen))
 
-    return accuracy
+    return score
 
 
 def _snapshot(model, method: str) -> dict[str, torch.Tensor]:
@@ -151,14 +163,14 @@ def _trainer(model, tokenizer, job: TrainingJob, device: str, output_dir: str,
         output_dir=output_dir, per_device_train_batch_size=options.batch_size // world,
         per_device_eval_batch_size=options.batch_size, gradient_accumulation_steps=options.grad_accum,
         learning_rate=options.learning_rate, lr_scheduler_type="linear", warmup_steps=options.warmup,
-        max_steps=job.total_steps, logging_steps=options.logging_steps, eval_strategy="steps" if job.val else "no",
-        eval_steps=job.eval_steps, save_strategy="no", report_to="none", disable_tqdm=True, seed=options.seed,
+        max_steps=job.total_steps, logging_steps=options.logging_steps, eval_strategy="no", save_strategy="no",
+        report_to="none", disable_tqdm=True, seed=options.seed,
         train_sampling_strategy="group_by_length", remove_unused_columns=False, use_cpu=not on_gpu,
         bf16=on_gpu and torch.cuda.is_bf16_supported(), dataloader_pin_memory=on_gpu,
         ddp_backend=("nccl" if on_gpu else "gloo") if world > 1 else None, **strategy_arguments(job.strategy))
     one_device(args)
+    # validation is the Supervisor's (one pass for accuracy and loss, sized to the run): no evaluation loop here
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(job.train_features),
-                      eval_dataset=Dataset.from_list(job.val_features) if job.val_features else None,
                       data_collator=collator, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # observers show the logs; no dicts printed per step
     return trainer
@@ -243,8 +255,9 @@ def train_adapter(base_model, tokenizer, location: str, device: str, job: Traini
         stop_flag = threading.Event()
         supervisor = Supervisor(observer, task_metric, options.early_stopping,
                                 lambda: _snapshot(model, options.method), stop_flag,
-                                lambda: _current_adapter(model, job, trainable, supervisor), stop_requested)
-        callbacks: list[TrainerCallback] = [supervisor, Reporter(observer, collator)]
+                                lambda: _current_adapter(model, job, trainable, supervisor), stop_requested,
+                                **validation_plan(job), restore=lambda state: _restore(model, state, options.method))
+        callbacks: list[TrainerCallback] = [supervisor, Reporter(observer, collator), supervisor.checks]
         if options.method == "unfreeze":
             groups = layer_groups(model, options.unfreeze_groups)
             every = options.unfreeze_every or max(1, job.total_steps // len(groups))
