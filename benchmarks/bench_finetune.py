@@ -1,9 +1,11 @@
 """LoRA fine-tuning: throughput against a plain Trainer + peft run, and quality against few-shot prompting.
 
-Targets (issue 4):
-- throughput (real tokens per second) of %%finetune's LoRA at least equal to a plain Trainer + peft
-  run with the same model, data and settings padded to a fixed length; each run is a separate
-  process, so its peak memory is its own;
+Targets (issues 4 and 26):
+- throughput (real tokens per second) of %%finetune's LoRA at least equal to the plain Trainer + peft run a
+  user would write, with dynamic padding (``DataCollatorForSeq2Seq``) and length-grouped batches, and
+  reported next to the same run padded to a fixed length (the old, weaker baseline); same model, data, steps,
+  batch size and seed. Each run is a separate process, so its peak memory is its own, and the three are
+  interleaved (--rounds times A, B, C) so that a slow spell of the machine hits each of them alike;
 - LoRA on 2,000 SST-2 training examples beats the best 4-shot prompting accuracy (random,
   balanced, similar; drawn from the same 2,000) on the full dev set.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -68,31 +71,32 @@ def run_ours() -> dict:
             "steps": adapter.steps, "trainable_params": adapter.trainable_params}
 
 
-def run_baseline() -> dict:
-    """The obvious way: tokenise to a fixed length, Trainer + peft LoRA, default collator."""
+def run_baseline(dynamic: bool) -> dict:
+    """The plain way: Trainer + peft LoRA on the answer-only loss; with ``dynamic`` the collator pads each batch
+    to its longest row and batches are grouped by length (what a user following the peft docs writes), else
+    every row is padded to --max-len and the default collator stacks them."""
     import tempfile
 
     import torch
     from datasets import Dataset
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import Trainer, TrainingArguments, default_data_collator
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, default_data_collator
 
     from ftpe_magics import Session
 
     session = Session(log=lambda m: None).load()
     settings = THROUGHPUT
     tokenizer = session.tokenizer
-    features, real_tokens_per_epoch = [], 0
+    features = []
     for row in _train_rows(settings["examples"]):
         context = f"Review: {row['text']}\nSentiment:"
         context_ids = tokenizer(context)["input_ids"]
         answer_ids = tokenizer(" " + row["label"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         ids = (context_ids + answer_ids)[-settings["max_len"]:]
         labels = ([-100] * len(context_ids) + answer_ids)[-settings["max_len"]:]
-        pad = settings["max_len"] - len(ids)
+        pad = 0 if dynamic else settings["max_len"] - len(ids)
         features.append({"input_ids": ids + [tokenizer.pad_token_id] * pad, "labels": labels + [-100] * pad,
                          "attention_mask": [1] * len(ids) + [0] * pad})
-        real_tokens_per_epoch += len(ids)
     model = get_peft_model(session.base_model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=8, lora_alpha=16,
                                                           lora_dropout=0.05))
     torch.manual_seed(settings["seed"])
@@ -100,33 +104,55 @@ def run_baseline() -> dict:
         args = TrainingArguments(output_dir=output, per_device_train_batch_size=settings["batch_size"],
                                  learning_rate=settings["lr"], max_steps=settings["max_steps"], warmup_steps=0.1,
                                  logging_steps=10, save_strategy="no", report_to="none", disable_tqdm=True,
-                                 use_cpu=not torch.cuda.is_available(), seed=settings["seed"])
-        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(features),
-                          data_collator=default_data_collator)
+                                 use_cpu=not torch.cuda.is_available(), seed=settings["seed"],
+                                 **({"train_sampling_strategy": "group_by_length"} if dynamic else {}))
+        tokenizer.padding_side = "right"
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100) if dynamic else \
+            default_data_collator
+        real = []  # the real (unpadded) tokens of every batch trained, as ours counts them
+
+        def counting(batch_features):
+            batch = collator(batch_features)
+            real.append(int(batch["attention_mask"].sum()))
+            return batch
+
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(features), data_collator=counting)
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
-    seen = settings["max_steps"] * settings["batch_size"]
-    real_tokens = round(real_tokens_per_epoch * seen / len(features))
-    return {"seconds": seconds, "real_tokens": real_tokens, "steps": settings["max_steps"]}
+    return {"seconds": seconds, "real_tokens": sum(real), "steps": settings["max_steps"]}
+
+
+RUNS = {"fixed": "plain Trainer + peft, fixed-length padding",
+        "dynamic": "plain Trainer + peft, dynamic padding + length grouping",
+        "ours": "%%finetune LoRA (dynamic padding, length grouping)"}
 
 
 def child(part: str) -> None:
-    result = run_ours() if part == "ours" else run_baseline()
+    result = run_ours() if part == "ours" else run_baseline(dynamic=part == "dynamic")
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
 
-def throughput() -> list[dict]:
+def throughput(rounds: int) -> list[dict]:
+    """Each run ``rounds`` times, interleaved; each one's tokens/s is the median of its rounds."""
+    measured: dict[str, list[dict]] = {part: [] for part in RUNS}
+    for _ in range(rounds):
+        for part in RUNS:
+            out = subprocess.run([sys.executable, __file__, "--child", part], capture_output=True, text=True,
+                                 check=True)
+            measured[part].append(json.loads(next(line for line in out.stdout.splitlines()
+                                                  if line.startswith("RESULT "))[7:]))
     rows = []
-    for part, label in (("baseline", "plain Trainer + peft, fixed-length padding"),
-                        ("ours", "%%finetune LoRA (dynamic padding, length grouping)")):
-        out = subprocess.run([sys.executable, __file__, "--child", part], capture_output=True, text=True, check=True)
-        result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
-        rows.append({"run": label, "seconds": result["seconds"], "real_tokens": result["real_tokens"],
-                     "tokens_per_s": result["real_tokens"] / result["seconds"], "peak_rss_mb": result["peak_rss_mb"]})
-    rows.append({"run": "ratio ours / baseline (target >= 1)", "tokens_per_s": rows[1]["tokens_per_s"] /
-                 rows[0]["tokens_per_s"]})
+    for part, label in RUNS.items():
+        speeds = sorted(result["real_tokens"] / result["seconds"] for result in measured[part])
+        rows.append({"run": label, "seconds": statistics.median(r["seconds"] for r in measured[part]),
+                     "real_tokens": measured[part][0]["real_tokens"], "tokens_per_s": statistics.median(speeds),
+                     "peak_rss_mb": max(r["peak_rss_mb"] for r in measured[part]), "rounds": rounds})
+    speed = {part: row["tokens_per_s"] for part, row in zip(RUNS, rows, strict=True)}
+    rows.append({"run": "ratio ours / dynamic baseline (target >= 1)",
+                 "tokens_per_s": speed["ours"] / speed["dynamic"]})
+    rows.append({"run": "ratio ours / fixed-length baseline", "tokens_per_s": speed["ours"] / speed["fixed"]})
     return rows
 
 
@@ -210,13 +236,14 @@ def main() -> None:
     parser.add_argument("--clinc-dev", type=int, default=300)
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--child", choices=["ours", "baseline"])
+    parser.add_argument("--child", choices=list(RUNS))
+    parser.add_argument("--rounds", type=int, default=2, help="Throughput: interleaved rounds of the three runs.")
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
     if args.part in ("all", "throughput"):
-        report("finetune_throughput", throughput(), {"settings": THROUGHPUT})
+        report("finetune_throughput", throughput(args.rounds), {"settings": THROUGHPUT})
     if args.part in ("all", "quality"):
         rows, summary = quality(args.train_size, args.epochs)
         report("finetune_quality", rows, summary)
