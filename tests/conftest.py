@@ -12,6 +12,9 @@ from ftpe_magics import Session, get_session
 # The run store is off unless a test turns it on (with a store of its own under tmp_path): a result cache
 # shared between tests would answer one test with another's run. Kernels started by tests inherit this.
 os.environ["FTPE_STORE"] = ""
+# fp32 unless a test asks for another dtype: the exactness tests hold scores to 1e-4 of a naive loop, which bf16
+# (auto on a CPU with native bf16, like this project's machines) does not meet. Kernels started by tests inherit it.
+os.environ["FTPE_DTYPE"] = "fp32"
 
 
 @pytest.fixture(scope="session")

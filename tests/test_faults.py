@@ -9,7 +9,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 from IPython.core.error import UsageError
 
 from ftpe_magics import FtpeError, Session, TrainingObserver, get_session

@@ -11,7 +11,7 @@ def test_load_status_unload_reload(tiny_model_dir, tmp_path):
     assert not session.loaded
     session.load(str(tiny_model_dir))
     status = session.status()
-    assert status["device"] == "cpu" and status["dtype"] == "float32"
+    assert status["device"] == "cpu" and status["dtype"] == "fp32 (--dtype fp32)"
     assert int(status["parameters"].replace(",", "")) == session.parameter_count() > 0
     assert "process rss" in status and status["cache folder"] == str(tmp_path)  # not under home, so shown as is
     assert session.tokenizer.padding_side == "left"

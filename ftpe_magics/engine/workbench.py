@@ -37,7 +37,7 @@ from .model.loading import (
     display_path,
     folder_for,
     resolve_device,
-    resolve_dtype,
+    resolve_precision,
     resolve_source,
 )
 from .model.placement import Placement
@@ -134,9 +134,11 @@ class Workbench:
         dtype and library versions (never a path of this machine)."""
         loaded = self.loaded_model
         placed = loaded.placement.as_dict()  # 4-bit weights score differently: part of every cache key when set
+        training = loaded.precision.training if loaded.precision else loaded.dtype
         return {"model": loaded.source.model_id, "model_fingerprint": loaded.fingerprint, "device": loaded.device,
                 "dtype": str(loaded.dtype).replace("torch.", ""), "versions": versions(),
-                **({"placement": placed} if placed else {})}
+                **({"placement": placed} if placed else {}),  # a fine-tune on a bf16 copy is another result
+                **({"training_dtype": str(training).replace("torch.", "")} if training != loaded.dtype else {})}
 
     def stored_embeddings(self, texts: list[str]) -> dict:
         return self.recorder.embeddings(self.weights_key, texts)
@@ -159,7 +161,7 @@ class Workbench:
         if source.kind == "hub":
             check_reachable(location, options.trust_remote_code)  # before the current model is freed
         previous, dropped = self.source, len(self.adapters)
-        self.loaded_model.load(source, location, target_device, resolve_dtype(options.dtype, target_device),
+        self.loaded_model.load(source, location, target_device, resolve_precision(options.dtype, target_device),
                                options.trust_remote_code, started,
                                Placement(options.quantize, options.device_map, options.max_memory))
         self.adapters.clear()  # only now: a failed load above leaves the model and its adapters as they were

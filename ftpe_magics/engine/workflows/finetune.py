@@ -150,10 +150,12 @@ def train_once(bench: Workbench, name: str, template: ExampleTemplate, train: Ex
     if not is_classifier(options):
         job = prepare(loaded.tokenizer, name, template, train, val, options)
         bench.adapters.use("base")
-        return train_adapter(loaded.model, loaded.tokenizer, loaded.location, loaded.device, job, observers,
+        base = loaded.training_base(trains_copy=options.method in COPY_METHODS)
+        return train_adapter(base, loaded.tokenizer, loaded.location, loaded.device, job, observers,
                              eval_batch_size=batch)
     job = prepare_classifier(loaded.tokenizer, name, template, train, val, options)
     bench.adapters.use("base")
+    base = loaded.training_base(trains_copy=options.method == "unfreeze")
     if options.method == "probe":
-        return train_probe(loaded.model, loaded.tokenizer, job, batch, observers)
-    return train_head(loaded.model, loaded.tokenizer, loaded.device, job, observers, eval_batch_size=batch)
+        return train_probe(base, loaded.tokenizer, job, batch, observers)
+    return train_head(base, loaded.tokenizer, loaded.device, job, observers, eval_batch_size=batch)
