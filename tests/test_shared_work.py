@@ -29,6 +29,8 @@ def test_shared_scores_equal_unshared_and_repeats_run_nothing(tiny_session):
     assert call.tokens_run == ran and again.tokens_run == 0 and again.complete.all()
     other_labels = label_logprobs(model, tokenizer, contexts(DEMOS), [" good", " bad"], share=share)
     assert other_labels.tokens_run > 0  # the label tokens are part of the key
+    assert call.token_ids[(True, contexts(DEMOS)[0])] == tokenizer(contexts(DEMOS)[0])["input_ids"]
+    assert len(call.token_ids) == len(TEXTS) + 4  # each text tokenised once: the contexts and the 4 labels
 
 
 def test_a_new_prefix_starts_from_the_cached_one_it_shares_most_with(tiny_session):

@@ -68,9 +68,20 @@ def common_prefix_length(sequences: list[list[int]]) -> int:
     return length
 
 
-def encode(tokenizer, contexts: list[str], continuations: list[str], add_special_tokens: bool):
-    context_ids = [tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"] for text in contexts]
-    choice_ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
+def encode(tokenizer, contexts: list[str], continuations: list[str], add_special_tokens: bool,
+           known: dict | None = None):
+    """Token ids of the contexts and continuations; ``known`` (the call's shared work) keeps every text's ids,
+    so a pool's prompts are tokenised once per call."""
+    def ids(text: str, special: bool) -> list[int]:
+        if known is None:
+            return tokenizer(text, add_special_tokens=special)["input_ids"]
+        key = (special, text)
+        if key not in known:
+            known[key] = tokenizer(text, add_special_tokens=special)["input_ids"]
+        return known[key]
+
+    context_ids = [ids(text, add_special_tokens) for text in contexts]
+    choice_ids = [ids(text, False) for text in continuations]
     if any(not ids for ids in choice_ids):
         raise FtpeError("A label encodes to no tokens; labels must be non-empty words.")
     if any(not ids for ids in context_ids):
@@ -101,7 +112,8 @@ def label_logprobs(model, tokenizer, contexts: list[str], continuations: list[st
     weights), contexts scored before in the call are not run again and the prefix starts from a cached one.
     """
     start = time.perf_counter()
-    context_ids, choice_ids = encode(tokenizer, contexts, continuations, add_special_tokens)
+    context_ids, choice_ids = encode(tokenizer, contexts, continuations, add_special_tokens,
+                                     share.call.token_ids if share is not None else None)
     virtual = _virtual_tokens(model)
     check_fits(model, context_ids, choice_ids, virtual)
     if share is not None and not virtual:

@@ -6,7 +6,8 @@ learning curve and the conditions of one ``%%compare`` keep building prompts tha
 zero-shot candidate of every fold scores the same pool queries as the ``prompt`` line, the content-free inputs
 of calibration start with the very demonstrations the queries start with, two orders of the same demonstrations
 share their instructions. A :class:`SharedScoring` lives for one such call (``Workbench.sharing_work``) and
-holds, per set of weights:
+holds the token ids of every text it tokenised (a pool's prompts are tokenised once per call), and, per set
+of weights:
 
 - the label log-probabilities of every context scored (by its exact token ids, the label tokens and whether
   special tokens were added), so a context is never run twice;
@@ -44,6 +45,7 @@ class SharedScoring:
     """The call's shared work, per weights key, with what it ran and what it reused (tokens)."""
 
     shares: dict[str, WeightsShare] = field(default_factory=dict)
+    token_ids: dict[tuple[bool, str], list[int]] = field(default_factory=dict)  # (special tokens, text) -> ids
     tokens_run: int = 0
     tokens_reused: int = 0
 
