@@ -112,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="sst2,clinc")
     parser.add_argument("--sizes", default="16,64,256,1024")
-    parser.add_argument("--clinc-sizes", default="16,64,256", help="CLINC150's sizes: its cross-validated search "
+    parser.add_argument("--clinc-sizes", default="16,64", help="CLINC150's sizes: its cross-validated search "
                                                                    "scores 150 labels per pool example")
     parser.add_argument("--eval-size", type=int, default=None, help="held-out examples (default: 200 for SST-2, "
                                                                      "100 for CLINC150)")

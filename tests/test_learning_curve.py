@@ -72,6 +72,7 @@ def test_curve_runs_learning_conditions_per_size_and_keeps_the_others_flat(curve
     assert [(p.size, p.repeat) for p in curve.points] == [(4, 0), (4, 1), (8, 0), (8, 1)]
     zero = [c for p in curve.points for c in p.conditions if c.condition == "zero"]
     assert all(c is zero[0] for c in zero)  # run once
+    assert all(curve.selection("zero", size, repeat) for size in (4, 8) for repeat in (0, 1))  # scored per draw
     lora = [c for p in curve.points for c in p.conditions if c.condition == "lora"]
     assert len({id(c) for c in lora}) == 4 and all(c.kind == "finetune" and c.train_seconds > 0 for c in lora)
     assert lora[0].spec == "lora on 4 examples" and lora[2].spec == "lora on 8 examples"
@@ -332,6 +333,7 @@ def test_the_curve_compares_the_sides_best_chosen_on_train_not_on_eval():
     steady.extra["selection"] = {"accuracy": 0.8, "how": "scored on --train"}
     tuned = _condition("ft", "finetune", [i < 36 for i in range(n)])
     curve = LearningCurve([16], 1, [CurvePoint(16, 0, [lucky, steady, tuned])])
+    curve.selections = {(c.condition, 16, 0): c.extra.get("selection") for c in (lucky, steady, tuned)}
     prompt, finetune, p, gap = curve.standing(16)
     assert (prompt, finetune) == ("steady", "ft") and gap == pytest.approx(0.4)
     assert p == mcnemar_p(tuned.correct, steady.correct)

@@ -34,7 +34,7 @@ from .condition_kinds import (
 )
 from .evaluator import ConditionResult, Evaluator
 from .stats import accuracy_interval, mcnemar_p
-from .verdict import ALPHA, choose, train_score
+from .verdict import ALPHA, choose
 
 AUTO_START = 16  # --sizes auto: the first size (or the whole pool when it is smaller)
 
@@ -65,6 +65,16 @@ class LearningCurve:
     removed: int = 0  # training examples dropped because the eval set holds their text
     hunted: bool = False  # --sizes auto: the sizes were chosen as the curve ran
     bracket: tuple[int, int] | None = None  # the adaptive curve's last sizes below and at the crossover
+    # (label, size, repeat) -> the line's selection on that draw of --train (None: it has no fair score there)
+    selections: dict[tuple[str, int, int], dict | None] = field(default_factory=dict)
+
+    def selection(self, label: str, size: int, repeat: int = 0) -> dict | None:
+        return self.selections.get((label, size, repeat))
+
+    def train_score(self, label: str, size: int) -> float | None:
+        """The line's accuracy on --train at ``size``, the mean over repeats (None when a repeat has none)."""
+        chosen = [self.selection(label, size, repeat) for repeat in range(self.repeats)]
+        return None if any(c is None for c in chosen) else float(np.mean([c["accuracy"] for c in chosen]))
 
     def labels(self) -> list[str]:
         return [c.condition for c in self.points[0].conditions] if self.points else []
@@ -112,7 +122,7 @@ class LearningCurve:
     def _best(self, size: int, side: str) -> str | None:
         """The side's best at ``size``, by the verdict's rule: chosen on --train when a line has a score there."""
         labels = [label for label, kind in self.kinds().items() if kind in kinds_on(side)]
-        return choose({label: (train_score(self.results(label, size)), self.pooled(label, size)["prompt_tokens"],
+        return choose({label: (self.train_score(label, size), self.pooled(label, size)["prompt_tokens"],
                                self.pooled(label, size)["accuracy"]) for label in labels})
 
     def _pooled_correct(self, label: str, size: int) -> list[bool]:
@@ -165,6 +175,9 @@ class _CurveRun:
     log: Callable[[str], None]
     curve: LearningCurve
     flat: dict[str, ConditionResult] = field(default_factory=dict)
+    # puts each result's accuracy on the size's training draw in its extra["selection"] (the side's best is
+    # chosen on it at every size, before the eval set decides anything)
+    choose: Callable[[list[ConditionResult], Examples], None] = lambda results, draw: None
 
     def size(self, size: int) -> list[str]:
         """Every repeat at ``size``; the labels the stop button kept from running (empty: all ran)."""
@@ -189,21 +202,28 @@ class _CurveRun:
                     return [f"{spec.label} at n={size}"]
                 self.flat.setdefault(spec.label, result)
                 results.append(result)
+            self.choose(results, draw)
+            for result in results:  # a line that learns nothing is one result at every size: its score per size
+                curve.selections[(result.condition, size, repeat)] = result.extra.pop("selection", None)
             curve.points.append(CurvePoint(size, repeat, results))
         return []
 
 
 def run_curve(context: ConditionContext, evaluator: Evaluator, specs: list[ConditionSpec], pool: Examples,
               sizes: list[int] | None, repeats: int, seed: int, cache: ConditionCache | None = None,
-              log: Callable[[str], None] = lambda message: None,
-              budget_minutes: float | None = None) -> tuple[LearningCurve, list[str]]:
+              log: Callable[[str], None] = lambda message: None, budget_minutes: float | None = None,
+              choose: Callable[[list[ConditionResult], Examples], None] | None = None) -> tuple[LearningCurve,
+                                                                                                 list[str]]:
     """Every condition at every size and repeat (size by size, so a stop keeps whole sizes); the curve and what
     the stop button kept from running. ``log`` hears of each size as it starts (a curve can run for hours).
-    ``sizes`` None: the adaptive curve (:func:`hunt`), within ``budget_minutes``."""
+    ``sizes`` None: the adaptive curve (:func:`hunt`), within ``budget_minutes``. ``choose`` scores each size's
+    results on its training draw, so the crossover compares the sides' best chosen there."""
     check_references(dataclasses.replace(context, train_pool=pool), specs)
     if sizes:
         nested_draws(pool, sizes, seed)  # a size above the pool is an error before anything runs
     run = _CurveRun(context, evaluator, specs, pool, seed, cache, log, LearningCurve([], repeats, hunted=not sizes))
+    if choose is not None:
+        run.choose = choose
     if not sizes:
         return run.curve, hunt(run, budget_minutes)
     for size in sizes:
@@ -243,11 +263,21 @@ def curve_data(curve: LearningCurve, run_of: dict[int, int]) -> dict:
     """The curve for the run store: each point's conditions as the runs that hold them (``run_of``: result
     object id -> run id), so no result is stored twice."""
     return {"sizes": curve.sizes, "repeats": curve.repeats, "removed": curve.removed, "hunted": curve.hunted,
+            "bracket": curve.bracket,
             "points": [{"size": point.size, "repeat": point.repeat,
-                        "conditions": [run_of[id(result)] for result in point.conditions]} for point in curve.points]}
+                        "conditions": [run_of[id(result)] for result in point.conditions],
+                        "selections": [curve.selection(result.condition, point.size, point.repeat)
+                                       for result in point.conditions]} for point in curve.points]}
 
 
 def curve_from_data(data: dict, condition: Callable[[int], ConditionResult]) -> LearningCurve:
+    """The stored curve back, with each line's selection per size (stores before 0.5 have none)."""
     points = [CurvePoint(point["size"], point["repeat"], [condition(run) for run in point["conditions"]])
               for point in data["points"]]
-    return LearningCurve(data["sizes"], data["repeats"], points, data.get("removed", 0), data.get("hunted", False))
+    curve = LearningCurve(data["sizes"], data["repeats"], points, data.get("removed", 0), data.get("hunted", False),
+                          tuple(data["bracket"]) if data.get("bracket") else None)
+    for point, stored in zip(points, data["points"], strict=True):
+        for result, chosen in zip(point.conditions, stored.get("selections") or [None] * len(point.conditions),
+                                  strict=True):
+            curve.selections[(result.condition, point.size, point.repeat)] = chosen
+    return curve

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..adapters.registry import Adapter
 from ..data.examples import Examples, share_label_set
-from ..data.splits import nested_draws, without_eval_texts
+from ..data.splits import without_eval_texts
 from ..errors import FtpeError
 from ..evaluation.comparison import CompareResult, run_conditions
 from ..evaluation.condition_kinds import ConditionContext, parse_conditions
@@ -60,13 +60,18 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
         results, not_run = run_conditions(context, evaluator, specs, cache)
     else:
         share_label_set(eval_data, train_data, data.labels)
-        learning_curve, not_run = _curve(bench, context, evaluator, specs, train_data, curve, evaluation, cache)
-        firsts = [point for point in learning_curve.points if point.repeat == 0]  # the table: the largest size's
-        results = max(firsts, key=lambda point: point.size).conditions if firsts else []
-        if results:
-            size = max(point.size for point in firsts)
-            draw = nested_draws(without_eval_texts(train_data, eval_data)[0], [size], evaluation.seed)[size]
+        def choose(results: list, draw: Examples) -> None:
             choose_on_train(bench, context, specs, results, draw, compare, evaluation, namespace)
+
+        learning_curve, not_run = _curve(bench, context, evaluator, specs, train_data, curve, evaluation, cache,
+                                         choose)
+        firsts = [point for point in learning_curve.points if point.repeat == 0]  # the table: the largest size's
+        largest = max(firsts, key=lambda point: point.size) if firsts else None
+        results = largest.conditions if largest else []
+        for result in results:  # the verdict reads each line's selection at the table's size
+            chosen = learning_curve.selection(result.condition, largest.size)
+            if chosen is not None:
+                result.extra["selection"] = chosen
     report(bench, evaluator, results, not_run)
     result = CompareResult(results, eval_data.texts, model_params=bench.parameter_count(), curve=learning_curve,
                            flexibility=flexibility)
@@ -90,7 +95,7 @@ def condition_context(bench: Workbench, evaluator: Evaluator, evaluation: EvalOp
 
 
 def _curve(bench: Workbench, context: ConditionContext, evaluator: Evaluator, specs: list, train: Examples,
-           curve: CurveOptions, evaluation: EvalOptions, cache: Any) -> tuple[LearningCurve, list[str]]:
+           curve: CurveOptions, evaluation: EvalOptions, cache: Any, choose: Any) -> tuple[LearningCurve, list[str]]:
     """The conditions at every size of ``train`` (all of it without ``--sizes``); few-shot searches and
     fine-tunes run on each draw with the session's own search and training."""
     pool, removed = without_eval_texts(train, evaluator.eval_data)
@@ -104,7 +109,8 @@ def _curve(bench: Workbench, context: ConditionContext, evaluator: Evaluator, sp
     cache.quiet = True
     several = sizes is None or len(sizes) * curve.repeats > 1
     learning_curve, not_run = run_curve(context, evaluator, specs, pool, sizes, curve.repeats, evaluation.seed,
-                                        cache, bench.log if several else lambda m: None, curve.budget_minutes)
+                                        cache, bench.log if several else lambda m: None, curve.budget_minutes,
+                                        choose)
     learning_curve.removed = removed
     if cache.from_store:
         bench.log(f"Read {cache.from_store} of the curve's {len(cache.entries)} results from the run store (same "
