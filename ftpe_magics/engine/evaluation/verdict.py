@@ -83,10 +83,10 @@ def _on_train(lines: list[ConditionResult]) -> bool:
     return any("selection" in c.extra for c in lines)
 
 
-def train_score(runs: list[ConditionResult]) -> float | None:
-    """A line's accuracy on --train (the mean over a curve's repeats), or None when it has none."""
-    scores = [r.extra["selection"]["accuracy"] for r in runs if "selection" in r.extra]
-    return float(np.mean(scores)) if scores and len(scores) == len(runs) else None
+def train_score(result: ConditionResult) -> float | None:
+    """A line's accuracy on --train, or None when it has none (a curve keeps its own per size)."""
+    chosen = result.extra.get("selection")
+    return chosen["accuracy"] if chosen else None
 
 
 def choose(candidates: dict[str, tuple[float | None, float, float]]) -> str | None:
@@ -101,7 +101,7 @@ def choose(candidates: dict[str, tuple[float | None, float, float]]) -> str | No
 
 def _best(conditions: list[ConditionResult], side: str) -> ConditionResult | None:
     lines = {c.condition: c for c in _side(conditions, side)}
-    label = choose({name: (train_score([c]), c.mean_prompt_tokens, c.accuracy) for name, c in lines.items()})
+    label = choose({name: (train_score(c), c.mean_prompt_tokens, c.accuracy) for name, c in lines.items()})
     return lines.get(label) if label else None
 
 
