@@ -10,6 +10,11 @@ Targets (issue 10, this 2-core CPU): SST-2 4-shot balanced >= 10x with unchanged
 zero-shot >= 20x; CLINC150 8-shot similar >= 30x; SNIPS 8-shot similar >= 8x.
 
     python benchmarks/bench_scoring.py [--cases sst2,clinc0,clinc8,snips8] [--data ../shared/data]
+
+With ``--peer-python PY`` (a virtual environment holding lm-evaluation-harness, e.g. made by
+``benchmarks/peer_env.sh``), each case also runs the peer's ``HFLM.loglikelihood`` on the first
+``--peer-examples`` prompts with the same model, next to ours on the very same prompts, and reports the ratio
+and the share of identical predictions.
 """
 
 from __future__ import annotations
@@ -91,7 +96,34 @@ def _prompts(session: Session, case: Case, train: Examples, dev: Examples) -> tu
     return contexts, costs
 
 
-def run_case(session: Session, case: Case, data: Path) -> dict:
+PEER = Path(__file__).with_name("peer_lm_eval.py")
+
+
+def run_peer(session: Session, contexts: list[str], continuations: list[str], python: str, batch_size: int) -> dict:
+    """lm-evaluation-harness's ``HFLM.loglikelihood`` on the same prompts and model, in its own environment, next
+    to ours on the very same prompts (one after the other: never two models computing at once)."""
+    import json
+    import subprocess
+    import tempfile
+
+    started = time.perf_counter()
+    ours = label_logprobs(session.model, session.tokenizer, contexts, continuations, batch_size=batch_size)
+    ours_s = time.perf_counter() - started
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump({"contexts": contexts, "continuations": continuations}, handle)
+        handle.flush()
+        output = subprocess.run([python, str(PEER), handle.name, session.loaded_model.location, str(batch_size)],
+                                capture_output=True, text=True, check=True).stdout
+    peer = json.loads(output.strip().splitlines()[-1])
+    theirs = np.asarray(peer["logprobs"])
+    same = ours.logprobs.argmax(axis=1) == theirs.argmax(axis=1)
+    return {"peer": f"lm-evaluation-harness {peer['version']} HFLM", "peer_examples": len(contexts),
+            "peer_seconds": peer["seconds"], "ours_on_peer_examples_s": ours_s,
+            "speedup_vs_peer": peer["seconds"] / ours_s, "same_predictions_as_peer": float(same.mean()),
+            "max_abs_logprob_difference_vs_peer": float(np.abs(ours.logprobs - theirs).max())}
+
+
+def run_case(session: Session, case: Case, data: Path, peer: tuple[str, int, int] | None = None) -> dict:
     train = load_examples(f"{data / case.folder}/train.tsv", label_names=case.label_names)
     dev = load_examples(f"{data / case.folder}/dev.tsv", label_names=case.label_names).head(case.limit)
     labels = sorted(set(train.label_set) | set(dev.label_set))
@@ -117,6 +149,7 @@ def run_case(session: Session, case: Case, data: Path) -> dict:
         "tokens_run_per_example": fast.tokens_run / len(dev), "floor_tokens_per_example": fast.floor_tokens / len(dev),
         "naive_tokens_per_example": float(np.mean([sum(p + len(c) for c in label_ids) for p in fast.prompt_tokens])),
         "ftpe_seconds": fast_s, "naive_seconds": naive_s, **costs,
+        **(run_peer(session, contexts[:peer[1]], continuations, peer[0], peer[2]) if peer else {}),
     }
 
 
@@ -125,7 +158,12 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--quick", action="store_true", help="a few examples per case: checks the script runs")
+    parser.add_argument("--peer-python", default=None, help="the Python of a virtual environment with "
+                                                           "lm-evaluation-harness: adds its HFLM on the same prompts")
+    parser.add_argument("--peer-examples", type=int, default=30)
+    parser.add_argument("--peer-batch-size", type=int, default=32)
     args = parser.parse_args()
+    peer = (args.peer_python, args.peer_examples, args.peer_batch_size) if args.peer_python else None
     session = Session(log=lambda m: None).load()
     rows = []
     for key in args.cases.split(","):
@@ -133,7 +171,7 @@ def main() -> None:
         if args.quick:  # a smoke run of the script itself, not a measurement
             case = Case(case.name, case.folder, case.template, case.k, case.select, 12, 2, case.label_names,
                         case.pool and 300)
-        row = run_case(session, case, Path(args.data))
+        row = run_case(session, case, Path(args.data), peer)
         rows.append(row)
         print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     shown = [{"case": r["case"], "labels": r["labels"], "n": r["examples"], "naive n": r["naive_examples"],
@@ -141,7 +179,9 @@ def main() -> None:
               "speedup": r["speedup"], "accuracy": r["accuracy"], "same preds": r["same_predictions_on_naive_subset"],
               "tokens run/ex": r["tokens_run_per_example"], "floor/ex": r["floor_tokens_per_example"],
               "naive tokens/ex": r["naive_tokens_per_example"], "pool embed s": r["pool_embedding_s"],
-              "query embed ms": r["query_embedding_ms"]} for r in rows]
+              "query embed ms": r["query_embedding_ms"],
+              **({"peer n": r["peer_examples"], "vs peer": r["speedup_vs_peer"],
+                  "same as peer": r["same_predictions_as_peer"]} if "peer" in r else {})} for r in rows]
     name = "scoring_quick" if args.quick else "scoring"
     shown, rows = _merged(name, shown, rows)  # a run of some cases keeps the others' figures
     report(name, shown, {"cases": rows, "model": "SmolLM2-135M-Instruct (default), fp32",

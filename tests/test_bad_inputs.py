@@ -169,7 +169,8 @@ CASES = [
     ("ft-search-zero", None, CELL_FT.format(opts="--search 0"), "--search must be at least 1"),
     ("curve-repeats-zero", None, CELL_CMP.format(opts="--train rows --sizes 4 --repeats 0"),
      "--repeats must be at least 1"),
-    ("ft-search-with-nproc", None, CELL_FT.format(opts="--search 2 --nproc 1"), "leave out --nproc"),
+    ("ft-search-nproc-with-cv", None, CELL_FT.format(opts="--search 2 --cv 2 --nproc 2"),
+     "trains its folds in the kernel"),
     ("curve-sizes-without-train", None, CELL_CMP.format(opts="--sizes 4,8"), "add --train VAR"),
     ("curve-repeats-without-sizes", None, CELL_CMP.format(opts="--train rows --repeats 2"), "give --sizes"),
     ("curve-size-too-big", lambda ns, w: ns.update(pool=[{"text": f"other review {i}", "label": r["label"]}

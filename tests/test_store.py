@@ -105,6 +105,67 @@ def test_adapters_are_on_disk_listed_loaded_on_demand_and_deleted(tiny_model_dir
     assert not folder.exists() and len(second.adapters_table()) == 0
 
 
+CACHED_LINES = "zero: prompt Review: {text}\\nSentiment:\na: adapter lora1"
+
+
+def _new_kernel(store: Path, model_dir: Path, cache: Path, said: list) -> Session:
+    """A session as a new kernel starts it: nothing loaded, the model named only by the config."""
+    session = Session(log=said.append)
+    session.config.cache_dir, session.config.store, session.config.max_new_tokens = str(cache), str(store), 4
+    session.config.default_model = str(model_dir)
+    return session
+
+
+def _never_read(*args, **kwargs):
+    raise AssertionError("the adapter's weights were read")
+
+
+def test_a_new_kernel_reads_a_fully_cached_comparison_without_loading_the_model_or_the_adapter(
+        tiny_model_dir, tmp_path, store_path, monkeypatch):
+    first = session_on(store_path, tiny_model_dir, tmp_path / "cache")
+    first.finetune(TEMPLATE, TRAIN, "lora1", eval=EVAL, max_steps=4, eval_steps=2, batch_size=4)
+    before = first.compare(CACHED_LINES, EVAL)
+    monkeypatch.setattr("ftpe_magics.engine.persistence.recorder.load_adapter", _never_read)
+    said: list[str] = []
+    second = _new_kernel(store_path, tiny_model_dir, tmp_path / "cache", said)
+    cached = second.compare(CACHED_LINES, EVAL)
+    assert not second.loaded and _outcome(cached) == _outcome(before)
+    assert cached.model_params == before.model_params > 0
+    assert [line.split(":")[0] for line in said if "cached from run" in line] == ["zero", "a"]
+    assert second.history_table()["kind"].tolist()[0] == "compare"  # recorded like any comparison
+    # one line the store has not seen: the model is loaded for it; the adapter line is still read back unread
+    said.clear()
+    more = second.compare(CACHED_LINES + "\nnew: prompt Text: {text}\\nSentiment:", EVAL)
+    assert second.loaded and [c.condition for c in more.conditions] == ["zero", "a", "new"]
+    assert [line.split(":")[0] for line in said if "cached from run" in line] == ["zero", "a"]
+
+
+def test_changed_model_files_or_an_edited_adapter_are_loaded_not_trusted(tiny_model_dir, tmp_path, store_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    first = session_on(store_path, model_dir, tmp_path / "cache")
+    first.finetune(TEMPLATE, TRAIN, "lora1", eval=EVAL, max_steps=4, eval_steps=2, batch_size=4)
+    before = first.compare(CACHED_LINES, EVAL)
+    weights = next(model_dir.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # rewritten, same bytes
+    said: list[str] = []
+    second = _new_kernel(store_path, model_dir, tmp_path / "cache", said)
+    again = second.compare(CACHED_LINES, EVAL)
+    assert second.loaded and _outcome(again) == _outcome(before)  # loaded to check: the same weights, still hits
+    assert len([line for line in said if "cached from run" in line]) == 2
+    folder = store_path.parent / second.adapters_table()["folder"][0]
+    state = load_file(str(folder / "adapter_model.safetensors"))
+    save_file({key: value + 0.5 for key, value in state.items()}, str(folder / "adapter_model.safetensors"))
+    said.clear()
+    third = _new_kernel(store_path, model_dir, tmp_path / "cache", said)
+    third.compare(CACHED_LINES, EVAL)  # the adapter line scored again, with the edited weights
+    assert third.loaded and [line.split(":")[0] for line in said if "cached from run" in line] == ["zero"]
+
+
 def test_pool_embeddings_are_kept_in_the_store(tiny_model_dir, tmp_path, store_path, monkeypatch):
     session_on(store_path, tiny_model_dir, tmp_path / "cache").fewshot(TEMPLATE, TRAIN, EVAL, k=2, select="similar")
     calls = []

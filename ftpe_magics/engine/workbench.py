@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .adapters.fingerprint import adapter_fingerprint
 from .adapters.registry import Adapter, AdapterRegistry, attach, detach
 from .config import Ftpe
 from .data.examples import Examples, load_examples
 from .errors import FtpeError, MaskedLog
 from .evaluation.evaluator import Evaluator
-from .evaluation.identity import adapter_fingerprint
 from .evaluation.metrics import resolve_metric
 from .inference.generation import GenerationSettings
 from .inference.shared_work import ScoringShare, SharedScoring
@@ -41,6 +41,7 @@ from .model.loading import (
     resolve_source,
 )
 from .model.placement import Placement
+from .model.signature import load_signature
 from .options import CompareOptions, DataOptions, EvalOptions, spread_keywords, with_config_defaults
 from .persistence.recorder import RunRecorder
 from .persistence.records import versions
@@ -56,7 +57,8 @@ class Workbench:
         self.log = log or _LOGGER.info
         self.recorder = RunRecorder(config or Ftpe(), lambda message: self.log(message))
         self.loaded_model = LoadedModel()
-        self.adapters = AdapterRegistry(self.loaded_model, loader=self._stored_adapter)
+        self.adapters = AdapterRegistry(self.loaded_model, loader=self._stored_adapter,
+                                        describer=self._stored_description)
         self.runs = RunLog()
         # model key -> text -> vector: ``similar`` selection embeds a pool once for every configuration and k
         self.embedding_cache: dict[str, dict] = {}
@@ -166,10 +168,30 @@ class Workbench:
                                Placement(options.quantize, options.device_map, options.max_memory))
         self.adapters.clear()  # only now: a failed load above leaves the model and its adapters as they were
         self.embedding_cache.clear()
+        signature = load_signature(source, options, target_device) if self.config.store else None
+        if signature is not None:  # a new kernel finds this load's cached results without loading (stored_load)
+            self.recorder.keep_load(signature, self.environment(), self.parameter_count())
         if dropped:
             self.log(f"Dropped {dropped} adapter(s) trained on {previous.label}: they belong to that model "
                      "(%ftpe save keeps one before loading another).")
         return self
+
+    def stored_load(self) -> dict | None:
+        """What loading the configured model with the configured options gave before, read from the run store
+        without loading it (``environment`` with today's versions, ``parameters``): None when it was never loaded
+        with this store on, or its files changed since."""
+        if self.loaded or not self.config.store:
+            return None
+        options = with_config_defaults(LoadOptions(), self.config)
+        try:
+            source = resolve_source(self.config.default_model or None)
+            signature = load_signature(source, options, resolve_device(options.device))
+        except (FtpeError, OSError):
+            return None
+        found = self.recorder.load_of(signature) if signature else None
+        if found is None:
+            return None
+        return {"environment": {**found["environment"], "versions": versions()}, "parameters": found["parameters"]}
 
     def unload(self, quiet: bool = False) -> None:
         """Free the model so its memory (GPU included) goes back."""
@@ -209,6 +231,10 @@ class Workbench:
         if adapter is not None:
             self.check_fits(adapter, name)
         return adapter
+
+    def _stored_description(self, name: str) -> Adapter | None:
+        """An adapter of the loaded base kept in the run store, described without reading its weights."""
+        return self.recorder.stored_reference(name, self.loaded_model.fingerprint) if self.loaded else None
 
     def keep_adapter(self, adapter: Adapter) -> None:
         """Keep a new adapter; replacing the active one of that name leaves the base active, which is said."""
@@ -254,8 +280,11 @@ class Workbench:
         return loaded.head(limit) if limit else loaded
 
     def evaluator(self, eval_data: Examples, evaluation: EvalOptions, namespace: Mapping[str, Any] | None = None,
-                  compare: CompareOptions | None = None) -> Evaluator:
-        self.require_model()
+                  compare: CompareOptions | None = None, load: bool = True) -> Evaluator:
+        """An evaluator with the session's settings; ``load=False`` leaves the model as it is (for a comparison
+        the run store answers, which names results by their settings and never scores)."""
+        if load:
+            self.require_model()
         compare = compare or CompareOptions()
         metric = resolve_metric(evaluation.metric, namespace) if evaluation.metric else None
         defaults = self.settings(batch_size=evaluation.batch_size)

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import FtpeError
 from ..model.loading import display_path
 from ..prompting.templates import ExampleTemplate
+from .fingerprint import weights_fingerprint
 from .registry import Adapter
 
 META = "ftpe_adapter.json"
@@ -97,7 +98,8 @@ def _write(adapter: Adapter, staging: Path) -> None:
             config.tokenizer_name_or_path = adapter.base_model_id or None
         config.save_pretrained(staging)
         save_file({k: v.contiguous() for k, v in adapter.state.items()}, staging / "adapter_model.safetensors")
-    (staging / META).write_text(json.dumps(adapter.metadata(), indent=2))
+    description = {**adapter.metadata(), "fingerprint": weights_fingerprint(adapter)}
+    (staging / META).write_text(json.dumps(description, indent=2))
 
 
 def save_adapter(adapter: Adapter, path: str | os.PathLike, store_owned: bool = False) -> tuple[Path, bool]:
@@ -215,3 +217,22 @@ def load_adapter(path: str | os.PathLike, name: str, device: str, base_fingerpri
         return Adapter(method=meta.get("method", "probe"), **common)
     raise FtpeError(f"{display_path(folder)} holds neither a peft adapter (adapter_config.json) nor a model "
                     "(config.json).")
+
+
+def describe_adapter(path: str | os.PathLike, name: str) -> Adapter | None:
+    """The adapter a folder holds, as its description says, with no weights read: what a cache key needs (its
+    fingerprint, template and format). Only a folder whose every file still matches the manifest its save wrote
+    vouches for its fingerprint; anything else (an older save, an edited file) is None, and the caller reads the
+    weights instead."""
+    folder = Path(path)
+    files = _manifest(folder)
+    try:
+        meta = _metadata(folder)
+    except FtpeError:
+        return None
+    if files is None or not meta.get("fingerprint") or META not in files:
+        return None
+    for file_name, sha in files.items():
+        if not (folder / file_name).is_file() or _sha256(folder / file_name) != sha:
+            return None
+    return Adapter(method=meta.get("method", "lora"), fingerprint=meta["fingerprint"], **_common(meta, name))

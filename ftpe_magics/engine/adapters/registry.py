@@ -112,9 +112,11 @@ class AdapterRegistry(Mapping):
     it. Switching detaches the previous wrapper first, so at most one adapter is ever in the base.
     """
 
-    def __init__(self, base: Any, loader: Callable[[str], Adapter | None] | None = None) -> None:
+    def __init__(self, base: Any, loader: Callable[[str], Adapter | None] | None = None,
+                 describer: Callable[[str], Adapter | None] | None = None) -> None:
         self.base = base  # the LoadedModel whose .model the adapters attach to
         self.loader = loader  # finds an adapter the session does not hold (the run store's), or None
+        self.describer = describer  # the same, described without its weights (for a cache key), or None
         self._adapters: dict[str, Adapter] = {}
         self.active: str | None = None
         self._active_model = None
@@ -143,6 +145,15 @@ class AdapterRegistry(Mapping):
             raise FtpeError(f"No adapter named {name!r}.{did_you_mean(name, known)} "
                             + (f"Adapters: {', '.join(known)}." if known else "Train one with %%finetune --name NAME."))
         return self._adapters[name]
+
+    def reference(self, name: str) -> Adapter:
+        """Adapter ``name`` as far as a cache key needs it: the session's own, else its description in the store
+        (no weights read, no peft imported), else read as :meth:`require` reads it."""
+        if name not in self._adapters and self.describer is not None and name != "base":
+            described = self.describer(name)
+            if described is not None:
+                return described
+        return self.require(name)
 
     def newest(self) -> Adapter | None:
         return list(self._adapters.values())[-1] if self._adapters else None

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ..adapters.fingerprint import adapter_fingerprint
 from ..adapters.registry import Adapter, AdapterRegistry
 from ..data.examples import Examples
 from ..errors import FtpeError, did_you_mean
@@ -32,7 +33,7 @@ from ..prompting.fewshot import FewShotConfig
 from ..prompting.templates import ExampleTemplate, unescape_newlines
 from .condition_syntax import LINE, first_word, key_values, no_options_in_template
 from .evaluator import ConditionResult, Evaluator
-from .identity import adapter_fingerprint, data_fingerprint, fewshot_condition_identity, with_namespace
+from .identity import data_fingerprint, fewshot_condition_identity, with_namespace
 
 PROMPT_SIDE, FINETUNE_SIDE = "prompt", "finetune"
 _FROM_CONFIG = ("k", "select", "orders", "allow_overlap", "calibrate")  # a fewshot line's defaults: its configuration
@@ -187,7 +188,7 @@ def _run_adapter(context: ConditionContext, evaluator: Evaluator, spec: Conditio
 
 
 def _adapter_identity(context: ConditionContext, evaluator: Evaluator, spec: ConditionSpec) -> dict | None:
-    adapter = context.adapters.require(spec.spec.strip()) if spec.kind == "adapter" else context.adapters.newest()
+    adapter = context.adapters.reference(spec.spec.strip()) if spec.kind == "adapter" else context.adapters.newest()
     if adapter is None:
         return None
     return with_namespace({"kind": spec.kind, "adapter": adapter_fingerprint(adapter)}, evaluator,
@@ -195,7 +196,7 @@ def _adapter_identity(context: ConditionContext, evaluator: Evaluator, spec: Con
 
 
 def _adapter_exists(context: ConditionContext, spec: ConditionSpec) -> None:
-    context.adapters.require(spec.spec.strip())
+    context.adapters.reference(spec.spec.strip())
 
 
 # -- fewshot NAME key=value ...: a named configuration, drawing from --train when given --------------------

@@ -9,27 +9,19 @@ the store (``persistence``) and the worker jobs read them, so they live below bo
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..adapters.registry import Adapter
+from ..adapters.fingerprint import adapter_fingerprint
 from ..data.examples import Examples
-from ..model.loading import weight_fingerprint
+from ..digests import digest
 from ..prompting.fewshot import FewShotConfig
 from ..prompting.templates import template_fields
 
+__all__ = ["adapter_fingerprint", "data_fingerprint", "digest", "evaluator_identity", "fewshot_identity"]
+
 if TYPE_CHECKING:
     from .evaluator import Evaluator
-
-
-def digest(value: Any) -> str:
-    """A short, stable hash of any JSON-able value (keys sorted, so dict order does not matter)."""
-    text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
 def data_fingerprint(data: Examples | None) -> str | None:
@@ -37,25 +29,6 @@ def data_fingerprint(data: Examples | None) -> str | None:
     if data is None:
         return None
     return digest({"rows": data.rows, "labels": data.labels, "label_set": data.label_set, "input": data.input_col})
-
-
-def adapter_fingerprint(adapter: Adapter) -> str:
-    """The adapter's weights (all of them for peft and heads, a strided sample for a trained copy) and the
-    format it scores in; computed once per adapter object."""
-    if adapter.fingerprint:
-        return adapter.fingerprint
-    parts = hashlib.blake2b(digest_size=12)
-    for key, tensor in sorted((adapter.state or {}).items()):
-        parts.update(key.encode())
-        parts.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    if adapter.head is not None:
-        for key, tensor in sorted(adapter.head.tensors().items()):
-            parts.update(key.encode() + tensor.detach().cpu().float().numpy().tobytes())
-    if adapter.model is not None:
-        parts.update(weight_fingerprint(adapter.model).encode())
-    parts.update(digest({k: v for k, v in adapter.metadata().items() if k not in ("train_seconds",)}).encode())
-    adapter.fingerprint = parts.hexdigest()
-    return adapter.fingerprint
 
 
 def namespace_values(templates: list[str], namespace: Mapping[str, Any], columns: set[str]) -> dict[str, str]:

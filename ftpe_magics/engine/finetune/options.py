@@ -98,7 +98,8 @@ class LaunchOptions:
     """Where ``%%finetune`` trains: in the kernel (the default), or in worker processes under ``torchrun``."""
 
     nproc: int | None = option(None, "Train in N worker processes under torchrun (DDP: gloo on CPU, NCCL on GPUs); "
-                                     "the global batch stays --batch-size.", low=1, high=256)
+                                     "the global batch stays --batch-size. With --search: N trials at a time, one "
+                                     "per process and device.", low=1, high=256)
     strategy: str = option("ddp", "With --nproc: ddp (a replica per process) or fsdp (a full fine-tune sharded over "
                                   "GPUs).", choices=STRATEGIES)
     nnodes: int = option(1, "With --nproc: machines taking part; run the same cell on each.", low=1,
@@ -114,9 +115,6 @@ class LaunchOptions:
             raise FtpeError("--nnodes and --strategy choose how worker processes train; add --nproc N.")
         if self.node_rank >= self.nnodes:
             raise FtpeError(f"--node-rank must be below --nnodes ({self.nnodes}): 0 on the first machine.")
-        if self.nnodes > 1 and (not self.master_addr or not self.master_port):
-            raise FtpeError("--nnodes > 1 needs --master-addr HOST --master-port PORT (node 0's address, the same on "
-                            "every node).")
 
     @property
     def world_size(self) -> int:

@@ -23,7 +23,7 @@ from .observers import TrainingObserver, TrainingPlan
 from .space import Dimension, search_space, starting_point
 
 
-def _optuna():
+def optuna_module():
     try:
         import optuna
     except ImportError:  # a core dependency, but an environment can still lack it
@@ -32,7 +32,7 @@ def _optuna():
 
 
 @contextmanager
-def _quiet_optuna(optuna) -> Any:
+def quiet_optuna(optuna) -> Any:
     """Optuna logs every trial at INFO; the trials table says the same once."""
     logger = logging.getLogger("optuna")
     previous = logger.level
@@ -88,7 +88,7 @@ def _row(number: int, params: dict, watcher: TrialWatcher, state: str, adapter: 
             "seconds": seconds, "evaluations": list(watcher.evaluations)}
 
 
-def _samplers(optuna, trials: int, seed: int) -> tuple[Any, Any]:
+def samplers(optuna, trials: int, seed: int) -> tuple[Any, Any]:
     # TPE needs a few random trials to model from; with a handful of trials, half of them
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 2)))
     return sampler, optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
@@ -98,11 +98,11 @@ def search(train_trial: Callable[[Any, list[TrainingObserver]], Any], options: A
            budget_minutes: float | None, log: Callable[[str], None]) -> SearchOutcome:
     """Run up to ``trials`` trials of ``options`` varied over its space; ``train_trial(options, observers)`` trains
     one and returns its adapter (with ``best_metric``, the validation accuracy)."""
-    optuna = _optuna()
+    optuna = optuna_module()
     space = search_space(options)
     deadline = time.monotonic() + 60 * budget_minutes if budget_minutes else None
-    with _quiet_optuna(optuna):
-        sampler, pruner = _samplers(optuna, trials, options.seed)
+    with quiet_optuna(optuna):
+        sampler, pruner = samplers(optuna, trials, options.seed)
         study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
         study.enqueue_trial(starting_point(options, space))
         rows: list[dict] = []
@@ -113,7 +113,7 @@ def search(train_trial: Callable[[Any, list[TrainingObserver]], Any], options: A
                 break
             trial = study.ask()
             params = {dimension.name: dimension.suggest(trial) for dimension in space}
-            adapter, row, ended = _one_trial(optuna, study, trial, train_trial, options, params, deadline, number)
+            adapter, row, ended = one_trial(optuna, study, trial, train_trial, options, params, deadline, number)
             rows.append(row)
             if row["state"] == "complete" and (best is None or row["val_accuracy"] > best[1].best_metric):
                 best = (number, adapter)
@@ -121,10 +121,10 @@ def search(train_trial: Callable[[Any, list[TrainingObserver]], Any], options: A
                 fallback = (number, adapter)
             if ended:
                 break
-    return _outcome(best or fallback, rows, space)
+    return outcome(best or fallback, rows, space)
 
 
-def _one_trial(optuna, study, trial, train_trial, options, params: dict, deadline: float | None,
+def one_trial(optuna, study, trial, train_trial, options, params: dict, deadline: float | None,
                number: int) -> tuple[Any, dict, bool]:
     """Train one trial and tell the study; True as the last item when the search must end (stop, budget)."""
     watcher = TrialWatcher(trial, deadline, optuna.TrialPruned)
@@ -150,7 +150,7 @@ def _one_trial(optuna, study, trial, train_trial, options, params: dict, deadlin
     return adapter, _row(number, params, watcher, "complete", adapter, seconds), False
 
 
-def _outcome(best: tuple[int, Any] | None, rows: list[dict], space: list[Dimension]) -> SearchOutcome:
+def outcome(best: tuple[int, Any] | None, rows: list[dict], space: list[Dimension]) -> SearchOutcome:
     if best is None:
         raise FtpeError("The search ended before any trial finished (pruned or stopped); nothing was kept. "
                         "Give it more --budget-minutes, or more --search trials.")

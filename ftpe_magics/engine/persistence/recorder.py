@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters.files import META, load_adapter
+from ..adapters.files import META, describe_adapter, load_adapter
 from ..adapters.registry import Adapter
 from ..errors import FtpeError, mask_credentials
 from ..evaluation.comparison import CompareResult
@@ -97,8 +97,9 @@ class RunRecorder:
             self._said.add(message)
             self.log(message)
 
-    def store(self) -> RunStore | None:
-        """The open store, or None when it is off or unusable (said once, with the fix)."""
+    def store(self, quiet: bool = False) -> RunStore | None:
+        """The open store, or None when it is off or unusable (said once, with the fix; ``quiet`` leaves the
+        saying to the next call that records a result, where the user looks for it)."""
         path = self.config.store
         if not path:
             return None
@@ -109,7 +110,8 @@ class RunRecorder:
                 self._store = (path, RunStore(path))
             except FtpeError as error:
                 self._store = (path, None)
-                self._say_once(str(error))
+                if not quiet:
+                    self._say_once(str(error))
         return self._store[1]
 
     def require_store(self) -> RunStore:
@@ -255,6 +257,29 @@ class RunRecorder:
         adapter = load_adapter(store.folder / row["folder"], name, device, fingerprint)
         self.log(f"Loaded adapter {name!r} from the run store ({status}).")
         return adapter
+
+    def stored_reference(self, name: str, fingerprint: str) -> Adapter | None:
+        """Adapter ``name`` of this base as its folder describes it, weights unread (see ``describe_adapter``):
+        enough for a cache key. None when the store has no such adapter or its folder cannot vouch for it."""
+        store = self.store()
+        row = next((r for r in store.adapters(fingerprint) if r["name"] == name), None) if store else None
+        return describe_adapter(store.folder / row["folder"], name) if row is not None else None
+
+    # -- what loading given weights produced ----------------------------------------------------------
+    def keep_load(self, signature: str, environment: dict, parameters: int) -> None:
+        store = self.store(quiet=True)
+        if store is not None:
+            with self._safely("the model's fingerprint"):
+                store.put_load(signature, {k: v for k, v in environment.items() if k != "versions"}, parameters)
+
+    def load_of(self, signature: str) -> dict | None:
+        store = self.store(quiet=True)
+        if store is None:
+            return None
+        try:
+            return store.load_of(signature)
+        except sqlite3.Error:
+            return None
 
     def delete_stored(self, name: str, fingerprint: str) -> str | None:
         """Remove adapter ``name`` of this base from disk and from the store; returns the folder removed."""

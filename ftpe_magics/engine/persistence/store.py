@@ -69,6 +69,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (model, text_hash)
     );
     """,
+    # 0.5: what a load of given weight files with given options produced, so a new kernel finds its cached
+    # results without loading the model (``signature`` digests the files' names, sizes and times and the options)
+    """
+    CREATE TABLE loads (
+        signature TEXT PRIMARY KEY,
+        environment TEXT NOT NULL,
+        parameters INTEGER NOT NULL,
+        updated TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 RUN_KINDS = ("prompt", "fewshot", "compare", "condition", "finetune")
@@ -231,6 +241,18 @@ class RunStore:
     def delete_adapter(self, fingerprint: str, name: str) -> None:
         with self._write() as connection:
             connection.execute("DELETE FROM adapters WHERE model_fingerprint = ? AND name = ?", (fingerprint, name))
+
+    # -- what loading given weights produced -----------------------------------------------------------
+    def put_load(self, signature: str, environment: dict, parameters: int) -> None:
+        with self._write() as connection:
+            connection.execute("INSERT OR REPLACE INTO loads (signature, environment, parameters, updated) "
+                               "VALUES (?, ?, ?, ?)", (signature, _dumps(environment), int(parameters), now_text()))
+
+    def load_of(self, signature: str) -> dict | None:
+        """The environment (without versions) and parameter count a load with this signature produced."""
+        rows = self._read("SELECT environment, parameters FROM loads WHERE signature = ?", (signature,))
+        return {"environment": json.loads(rows[0]["environment"]), "parameters": rows[0]["parameters"]} \
+            if rows else None
 
     # -- few-shot pool embeddings ----------------------------------------------------------------------
     def embeddings(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:

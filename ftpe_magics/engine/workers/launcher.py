@@ -47,6 +47,9 @@ def check_launch(job: TrainingJob, launch: LaunchOptions, device: str, quantized
     """What would fail in every worker, said once in the kernel before anything starts."""
     options = job.options
     check_method(options)
+    if launch.nnodes > 1 and (not launch.master_addr or not launch.master_port):
+        raise FtpeError("--nnodes > 1 needs --master-addr HOST --master-port PORT (node 0's address, the same on "
+                        "every node).")
     if options.batch_size % launch.world_size:
         raise FtpeError(f"--batch-size {options.batch_size} does not split over {launch.world_size} processes: use a "
                         f"multiple of {launch.world_size} (it is the global batch, the same whatever --nproc).")
@@ -72,8 +75,10 @@ def launch_command(launch: LaunchOptions, folder: Path, node: Path) -> list[str]
             "--max-restarts=0", "-m", "ftpe_magics.engine.workers.worker", str(folder), str(node)]
 
 
-def _start(command: list[str], log_path: Path, device: str) -> subprocess.Popen:
-    env = dict(os.environ)
+def start_process(command: list[str], log_path: Path, device: str,
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``command`` in its own process group, importing this copy of the package, its output in ``log_path``."""
+    env = {**os.environ, **(extra_env or {})}
     package_root = str(Path(__file__).resolve().parents[3])  # the workers import this very copy of the package
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     if not device.startswith("cuda"):
@@ -102,14 +107,21 @@ def end_group(process: subprocess.Popen, grace: float = 5.0) -> None:
             break
 
 
-def first_error(folder: Path, node: Path, code: int) -> str:
-    """The first real error of the failing rank (the earliest error file), else the log's last error line."""
+def earliest_error(folder: Path, pattern: str) -> tuple[str, str] | None:
+    """The worker and first line of the earliest error file in ``folder/errors`` (the first real failure; the
+    others are often its echo), or None."""
     reports = []
-    for path in (folder / ERRORS).glob("rank-*.txt"):
+    for path in (folder / ERRORS).glob(pattern):
         stamp, _, line = path.read_text().partition("\n")
         reports.append((float(stamp or 0), path.stem, line.strip()))
-    if reports:
-        _, rank, line = min(reports)
+    return min(reports)[1:] if reports else None
+
+
+def first_error(folder: Path, node: Path, code: int) -> str:
+    """The first real error of the failing rank (the earliest error file), else the log's last error line."""
+    earliest = earliest_error(folder, "rank-*.txt")
+    if earliest:
+        rank, line = earliest
         return f"{rank.replace('-', ' ')}: {line}"
     log = (node / LOG).read_text(errors="replace").splitlines() if (node / LOG).is_file() else []
     lines = [line.strip() for line in log if "Error" in line and "torch.distributed.elastic" not in line]
@@ -124,24 +136,35 @@ def _shown(path: Path) -> str:
         return display_path(path)
 
 
-def _watch(process: subprocess.Popen, reader: Any, folder: Path, log: Callable[[str], None]) -> bool:
-    """Replay progress until the launcher exits; the stop button asks every rank to stop (a second press ends
-    the workers). Returns whether a stop was asked."""
-    stopping = False
+def watch(finished: Callable[[], bool], folder: Path, log: Callable[[str], None], stopping: str) -> bool:
+    """Ask ``finished`` until it says the workers are done; the stop button writes the stop file every worker
+    checks at each step (saying ``stopping``), a second press ends the workers. Returns whether a stop was asked."""
+    asked = False
     while True:
         try:
-            reader.poll()
-            if process.poll() is not None:
-                reader.poll()
-                return stopping
+            if finished():
+                return asked
             time.sleep(_POLL_SECONDS)
         except KeyboardInterrupt:
-            if stopping:
+            if asked:
                 raise FtpeError("Stopped twice: the workers were ended and no adapter was kept; the session is as "
                                 "it was.") from None
             (folder / STOP).touch()
-            stopping = True
-            log("Stopping every rank at the next step (press stop again to end the workers at once)...")
+            asked = True
+            log(stopping)
+
+
+def _watch(process: subprocess.Popen, reader: Any, folder: Path, log: Callable[[str], None]) -> bool:
+    """Replay progress until the launcher exits."""
+    def finished() -> bool:
+        reader.poll()
+        if process.poll() is None:
+            return False
+        reader.poll()
+        return True
+
+    return watch(finished, folder, log, "Stopping every rank at the next step (press stop again to end the workers "
+                                        "at once)...")
 
 
 def _prepare_folder(folder: Path, node: Path, launch: LaunchOptions) -> None:
@@ -172,7 +195,7 @@ def train_in_workers(job: TrainingJob, launch: LaunchOptions, loaded: Any, jobs_
     observer = Observers([history, *observers])
     checkpoint = lambda: load_adapter(folder / CHECKPOINT, job.name, loaded.device, "")  # noqa: E731
     reader = ProgressReader(folder / PROGRESS, observer, checkpoint)
-    process = _start(launch_command(launch, folder, node), node / LOG, loaded.device)
+    process = start_process(launch_command(launch, folder, node), node / LOG, loaded.device)
     try:
         _watch(process, reader, folder, log)
     finally:

@@ -25,6 +25,7 @@ from ..workbench import Workbench, recorded_settings, shares_work
 from .fewshot import report, search_fewshot
 from .finetune import fit, held_out
 from .flexibility import flexibility_scorer, other_tasks, tasks_identity
+from .from_store import stored_answer
 from .selection import choose_on_train
 from .study import study_body
 
@@ -41,9 +42,15 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
         curve = curve if curve.sizes else dataclasses.replace(curve, sizes="auto")
     specs = parse_conditions(body)
     eval_data = bench.examples(eval, "--eval", data, evaluation.limit, require_labels=evaluation.metric is None)
-    evaluator = bench.evaluator(eval_data, evaluation, namespace, compare)
-    cache = bench.recorder.condition_cache(evaluator, bench.environment(), use=not evaluation.no_cache)
-    context = condition_context(bench, evaluator, evaluation, namespace)
+    stored = stored_answer(bench, specs, eval_data, evaluation, compare, namespace) if train_data is None else None
+    if stored is not None:  # every condition is in the run store: no model is loaded to read them back
+        evaluator, context, environment, parameters = (stored.evaluator, stored.context, stored.environment,
+                                                       stored.parameters)
+    else:
+        evaluator = bench.evaluator(eval_data, evaluation, namespace, compare)
+        context = condition_context(bench, evaluator, evaluation, namespace)
+        environment, parameters = bench.environment(), bench.parameter_count()
+    cache = bench.recorder.condition_cache(evaluator, environment, use=not evaluation.no_cache)
     flexibility = None
     if compare.also:
         tasks = other_tasks(bench, compare.also, namespace, evaluation)
@@ -52,7 +59,7 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
         flexibility = {name: {"template": template, "base": scores} for (name, (_, template)), scores in
                        zip(tasks.items(), score(None).values(), strict=True)}
     settings = recorded_settings(compare, data, evaluation, curve)
-    record = {**bench.environment(), "conditions": body, "settings": settings,
+    record = {**environment, "conditions": body, "settings": settings,
               "data": {"eval": data_fingerprint(eval_data), "train": data_fingerprint(train_data)}}
     learning_curve = None
     cache.record_now = record  # each result is kept as soon as it exists: a later line that fails costs none
@@ -73,7 +80,7 @@ def run_compare(bench: Workbench, body: str, eval: Any, train: Any, compare: Com
             if chosen is not None:
                 result.extra["selection"] = chosen
     report(bench, evaluator, results, not_run)
-    result = CompareResult(results, eval_data.texts, model_params=bench.parameter_count(), curve=learning_curve,
+    result = CompareResult(results, eval_data.texts, model_params=parameters, curve=learning_curve,
                            flexibility=flexibility)
     bench.recorder.record_comparison("compare", result, cache, record)
     bench.recorder.track("the comparison", lambda tracker: tracker.compare(result, settings, record["model"]))

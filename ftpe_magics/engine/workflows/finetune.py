@@ -77,13 +77,25 @@ def _search(bench: Workbench, name: str, template: ExampleTemplate, train: Examp
     from ..finetune.search import search
 
     if launch.nproc:
-        raise FtpeError("--search trains its trials in the kernel; leave out --nproc (or search first, then "
-                        "train the chosen settings with --nproc).")
+        return _search_in_workers(bench, name, template, train, val, options, launch)
     if options.cv > 1:
         return _search_cross_validated(bench, name, template, train, options, observers, launch)
     outcome = search(lambda trial_options, watchers: train_once(bench, name, template, train, val, trial_options,
                                                                 [*observers, *watchers], launch),
                      options, options.search, options.budget_minutes, bench.log)
+    return outcome.best
+
+
+def _search_in_workers(bench: Workbench, name: str, template: ExampleTemplate, train: Examples, val: Examples,
+                       options: FinetuneOptions, launch: LaunchOptions) -> Adapter:
+    """``--search N --nproc K``: checked and tokenised here once, the trials trained K at a time in workers."""
+    from ..finetune.train import prepare
+    from ..workers.search_launcher import search_in_workers
+
+    loaded = bench.loaded_model
+    job = prepare(loaded.tokenizer, name, template, train, val, options)
+    outcome = search_in_workers(job, launch, loaded, bench.config.jobs_dir, options.search, options.budget_minutes,
+                                bench.config.batch_size, bench.log)
     return outcome.best
 
 
