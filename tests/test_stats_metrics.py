@@ -55,3 +55,26 @@ def test_resolve_metric_by_name_function_or_error():
     assert resolve_metric("my_metric", {"my_metric": my_metric})[1] is my_metric
     with pytest.raises(FtpeError, match="Unknown metric 'nope'"):
         resolve_metric("nope", {})
+
+
+def test_the_paired_test_is_mcnemar_on_right_or_wrong_and_a_permutation_test_on_scores():
+    from scipy.stats import permutation_test
+
+    from ftpe_magics.engine.evaluation.stats import mcnemar_p, paired_test, permutation_p
+
+    right = [1, 1, 0, 1, 0, 1, 1, 1, 0, 1]
+    other = [0, 1, 0, 0, 0, 1, 0, 1, 0, 0]
+    assert paired_test(right, other) == (mcnemar_p([s == 1 for s in right], [s == 1 for s in other]),
+                                         "exact McNemar test")
+    f1_a = [0.9, 0.8, 0.75, 1.0, 0.5, 0.66, 0.9, 0.4, 0.8, 0.7, 0.95, 0.6]
+    f1_b = [0.7, 0.8, 0.5, 0.9, 0.6, 0.5, 0.7, 0.4, 0.6, 0.6, 0.9, 0.3]
+    p, name = paired_test(f1_a, f1_b)
+    exact = permutation_test((f1_a, f1_b), lambda a, b: (a - b).mean(), permutation_type="samples",
+                             n_resamples=float("inf"), alternative="two-sided").pvalue
+    assert name == "paired permutation test" and p == pytest.approx(exact)
+    many_a = [0.5 + 0.02 * (i % 7) for i in range(40)]
+    many_b = [0.5 + 0.015 * (i % 5) for i in range(40)]
+    sampled = permutation_test((many_a, many_b), lambda a, b: (a - b).mean(), permutation_type="samples",
+                               n_resamples=50_000, alternative="two-sided", random_state=1).pvalue
+    assert permutation_p(many_a, many_b) == pytest.approx(sampled, abs=0.01)  # 40 differences: sampled patterns
+    assert permutation_p(f1_a, f1_a) == 1.0

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.evaluation.comparison import CompareResult
+from ..engine.evaluation.comparison import CompareResult, format_notice
 from ..engine.evaluation.evaluator import ConditionResult
 from ..engine.evaluation.stats import confusion, per_label_scores
 from ..engine.prompting.prompt_result import PromptResult
@@ -108,9 +108,10 @@ def prompt_result_html(result: PromptResult) -> str:
 
 
 # -- %%compare ---------------------------------------------------------------------------------------
-def _formatted_table(table, best: str):
+def _formatted_table(table, best: str, extra_columns: tuple[str, ...] = ()):
     shown = table.copy()
-    for column in ("accuracy", "accuracy_low", "accuracy_high", "macro_f1", "consistency", "order_spread"):
+    for column in ("accuracy", "accuracy_low", "accuracy_high", "macro_f1", "consistency", "order_spread",
+                   *extra_columns):
         if column in shown:
             shown[column] = shown[column].map(lambda v: "–" if v is None or v != v else f"{v:.3f}")
     shown["latency_ms"] = shown["latency_ms"].map(lambda v: f"{v:.1f}")
@@ -126,13 +127,14 @@ def _formatted_table(table, best: str):
     return shown
 
 
-def _fitted_table(table, best: str):
-    """The columns that fit an output area: the interval beside the accuracy, consistency and interruption only
-    when there is something to show; every other column (FLOPs, memory, order spread...) is in .to_pandas()."""
-    shown = _formatted_table(table, best)
+def _fitted_table(table, best: str, metric_columns: tuple[str, ...] = ()):
+    """The columns that fit an output area: the interval beside the accuracy, a metric's own columns (the share
+    of valid JSON...), consistency and interruption only when there is something to show; every other column
+    (FLOPs, memory, order spread...) is in .to_pandas()."""
+    shown = _formatted_table(table, best, metric_columns)
     shown["accuracy"] = shown["accuracy"] + " (" + shown["accuracy_low"] + "–" + shown["accuracy_high"] + ")"
-    columns = ["condition", "kind", "accuracy", "macro_f1", "p_vs_best", "latency_ms", "prompt_tokens",
-               "train_seconds", "n"]
+    columns = ["condition", "kind", "accuracy", "macro_f1", *metric_columns, "p_vs_best", "latency_ms",
+               "prompt_tokens", "train_seconds", "n"]
     if table["consistency"].notna().any():
         columns.insert(4, "consistency")
     if table["interrupted"].any():
@@ -153,12 +155,15 @@ def summary_html(result: CompareResult) -> str:
         note += (f"<p style='color:gray'>consistency of {html.escape(', '.join(by_construction))}: 1.0 by "
                  "construction (a classification head predicts by argmax; --samples draws from its distribution)."
                  "</p>")
+    for line in filter(None, map(format_notice, result.conditions)):  # outputs that were not valid JSON, and why
+        note += f"<p style='color:#8a5a00'>{html.escape(line)}</p>"
     stopped = list(table.loc[table["interrupted"], "condition"])
     if stopped:
         note += (f"<p style='color:#b00'><b>Interrupted:</b> {html.escape(', '.join(stopped))} (stopped before the "
                  "end; partial outputs kept in the Errors tab and in .examples(), not scored).</p>")
-    return (_fitted_table(table, result.best.condition).to_html(index=False, classes="ftpe-compare-table") + note
-            + img_tag(chart, "accuracy chart") + verdict_html(result))
+    fitted = _fitted_table(table, result.best.condition, tuple(result.metric_columns()))
+    return (fitted.to_html(index=False, classes="ftpe-compare-table") + note + img_tag(chart, "accuracy chart")
+            + verdict_html(result))
 
 
 def verdict_html(result: CompareResult) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from ..model.memory import PeakMemory
 from .condition_kinds import KINDS, ConditionContext, ConditionSpec, check_references, condition_identity
 from .evaluator import ConditionResult, Evaluator
-from .stats import mcnemar_p
+from .stats import paired_test
 from .verdict import Verdict, verdict
 
 
@@ -62,6 +62,21 @@ def run_conditions(context: ConditionContext, evaluator: Evaluator, specs: list[
     return results, []
 
 
+def format_notice(result: ConditionResult) -> str | None:
+    """For a structured metric: how many outputs were not a JSON object and the commonest reasons, and how many
+    had text around the object (scored on the object alone)."""
+    report = result.extra.get("format")
+    if not report:
+        return None
+    parts = []
+    if report["valid"] < result.n:
+        reasons = ", ".join(f"{reason} ({count})" for reason, count in report["failures"])
+        parts.append(f"{result.n - report['valid']} of {result.n} outputs hold no JSON object: {reasons}")
+    if report["surrounded"]:
+        parts.append(f"{report['surrounded']} had text around the object (scored on the object alone)")
+    return f"{result.condition}: " + "; ".join(parts) + "." if parts else None
+
+
 # the columns the table shows (text and HTML): what fits an output area; to_pandas() holds every column
 SHOWN_COLUMNS = ["condition", "accuracy", "accuracy_low", "accuracy_high", "macro_f1", "latency_ms", "prompt_tokens",
                  "p_vs_best", "n"]
@@ -101,11 +116,13 @@ class CompareResult:
                "prompt_tokens": result.mean_prompt_tokens, "trainable_params": result.trainable_params,
                "train_seconds": result.train_seconds,
                "p_vs_best": None if result is best or result.interrupted or best.interrupted
-               else mcnemar_p(result.correct, best.correct), "n": result.n, "interrupted": result.interrupted}
+               else paired_test(result.scores, best.scores)[0], "n": result.n, "interrupted": result.interrupted}
         if self.model_params:  # the usual estimates: 2 FLOPs per parameter per token read, 6 per token trained on
             row["flops_per_query"] = 2.0 * self.model_params * result.mean_prompt_tokens
             tokens = result.extra.get("train_tokens")
             row["train_flops"] = 6.0 * self.model_params * tokens if tokens else None
+        for name, values in result.extra.get("metric_scores", {}).items():  # a metric's other scores, as columns
+            row[name] = float(np.mean(values))
         if result.order_accuracies:
             row["order_spread"] = float(np.std(result.order_accuracies))
         if result.extra.get("peak_memory"):
@@ -113,6 +130,12 @@ class CompareResult:
         for name, task in (self.flexibility or {}).items():  # a prompt leaves the model as it is: the base's score
             row[f"{name}_accuracy"] = float(np.mean(result.extra.get("also", {}).get(name, task["base"])))
         return row
+
+    def metric_columns(self) -> list[str]:
+        """The columns a metric added beside the accuracy (``valid_rate`` for ``--metric json``, a user metric's
+        other named scores), in the order the metric gave them."""
+        names = [name for c in self.conditions for name in c.extra.get("metric_scores", {})]
+        return list(dict.fromkeys(names))
 
     def to_pandas(self):
         import pandas as pd
@@ -139,10 +162,12 @@ class CompareResult:
         """What a reader must be told beside the numbers; the text view and the HTML view both show them."""
         said = [f"{c.condition}: {c.leakage_notice}" if len(self.conditions) > 1 else c.leakage_notice
                 for c in self.conditions if c.leakage_notice]
+        said += [line for c in self.conditions if (line := format_notice(c))]
         return list(dict.fromkeys(said))
 
     def __str__(self) -> str:
-        table = self.to_pandas()[SHOWN_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        columns = SHOWN_COLUMNS[:5] + self.metric_columns() + SHOWN_COLUMNS[5:]
+        table = self.to_pandas()[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
         return "\n".join([table, *self.notices()])
 
     def verdict(self) -> Verdict:

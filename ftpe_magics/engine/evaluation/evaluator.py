@@ -25,8 +25,9 @@ from ..inference.scoring import label_logprobs, mean_pooled_embeddings
 from ..prompting.calibration import CONTENT_FREE, calibrated, content_free_bias
 from ..prompting.fewshot import FewShotConfig, reorder, select_demos, verbalized
 from ..prompting.templates import ExampleTemplate, assemble, fill, scoring_inputs, template_fields
-from .metrics import Metric, apply_metric
+from .metrics import STRUCTURED_METRICS, Metric, apply_metric, similarity
 from .stats import accuracy_interval, macro_f1, modal_agreement
+from .structured import canonical_answer, parse_report
 
 
 class ModelHandle(Protocol):
@@ -99,6 +100,8 @@ class ConditionResult:
     def consistency(self) -> float | None:
         if self.deterministic:
             return 1.0
+        if self.samples and "format" in self.extra:  # a structured answer: samples agree when their objects do
+            return modal_agreement([[canonical_answer(text) for text in row] for row in self.samples])
         return modal_agreement(self.samples) if self.samples else None
 
     @property
@@ -212,9 +215,31 @@ class Evaluator:
                            samples=self.samples, seed=self.seed)
         return generate_texts(self.handle.model, self.handle.tokenizer, prompts, settings, first_line=first_line)
 
-    def _score_generated(self, outputs: list[str]) -> list[float]:
+    def _score_generated(self, outputs: list[str]) -> tuple[list[float], dict]:
+        """The metric's first score per output (the accuracy), and what goes into the result's extra: the other
+        scores per output (``metric_scores``) and, for a structured metric, the outputs' format report."""
         name, metric = self.metric
-        return [apply_metric(metric, name, output, reference)
+        if metric is similarity:
+            return self._similarities(outputs), {}
+        rows = [apply_metric(metric, name, output, reference)
+                for output, reference in zip(outputs, self.eval_data.labels, strict=True)]
+        first = next(iter(rows[0]))
+        extra: dict = {}
+        others = [key for key in rows[0] if key != first]
+        if others:
+            extra["metric_scores"] = {key: [row.get(key, 0.0) for row in rows] for key in others}
+        if name in STRUCTURED_METRICS:
+            extra["format"] = parse_report(outputs)
+        return [row[first] for row in rows], extra
+
+    def _similarities(self, outputs: list[str]) -> list[float]:
+        """``--metric similarity``: each output's cosine with its reference in the model's pooled states, every
+        distinct text embedded once, in batches."""
+        texts = [text for text in dict.fromkeys([*outputs, *self.eval_data.labels]) if text.strip()]
+        vectors = dict(zip(texts, mean_pooled_embeddings(self.handle.model, self.handle.tokenizer, texts,
+                                                         self.batch_size), strict=True)) if texts else {}
+        return [min(1.0, max(0.0, float(vectors[output] @ vectors[reference])))  # unit vectors: the cosine
+                if output in vectors and reference in vectors else 0.0  # an empty output is not similar
                 for output, reference in zip(outputs, self.eval_data.labels, strict=True)]
 
     def _result(self, condition: str, kind: str, spec: str, predictions: list[str], outputs: list[str],
@@ -224,7 +249,8 @@ class Evaluator:
         if self.classification:
             scores = [float(p == r) for p, r in zip(predictions, references, strict=True)]
         else:
-            scores = self._score_generated(predictions)
+            scores, measured = self._score_generated(predictions)
+            extra.update(measured)
         fields = {key: extra.pop(key) for key in ("trainable_params", "train_seconds") if key in extra}
         return ConditionResult(condition, kind, spec, references, predictions, outputs, scores,
                                self.eval_data.label_set if self.classification else None, seconds, prompt_tokens,

@@ -6,8 +6,9 @@ fine-tune conditions train on them. Conditions that learn nothing from the data 
 run once and stay flat. ``--repeats R`` draws each size R times with every seed moved by the repeat's number.
 
 The crossover is the smallest n at which the best fine-tune (by accuracy pooled over the repeats) is better
-than the best prompt and an exact McNemar test on the pooled pairs (every eval example of every repeat) says
-p < 0.05; a difference that does not pass is not a crossover, whatever the point estimates say.
+than the best prompt and an exact McNemar test on the pooled pairs (every eval example of every repeat; for a
+metric in [0, 1], a paired permutation test on the scores) says p < 0.05; a difference that does not pass is not
+a crossover, whatever the point estimates say.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .condition_kinds import (
     kinds_on,
 )
 from .evaluator import ConditionResult, Evaluator
-from .stats import accuracy_interval, mcnemar_p
+from .stats import accuracy_interval, is_binary, paired_test
 from .verdict import ALPHA, choose
 
 AUTO_START = 16  # --sizes auto: the first size (or the whole pool when it is smaller)
@@ -125,16 +126,23 @@ class LearningCurve:
         return choose({label: (self.train_score(label, size), self.pooled(label, size)["prompt_tokens"],
                                self.pooled(label, size)["accuracy"]) for label in labels})
 
-    def _pooled_correct(self, label: str, size: int) -> list[bool]:
-        return [flag for run in self.results(label, size) for flag in run.correct]
+    def _pooled_scores(self, label: str, size: int) -> list[float]:
+        return [score for run in self.results(label, size) for score in run.scores]
+
+    def test_name(self) -> str:
+        """The paired test the crossover is decided by: McNemar for right/wrong scores, a permutation test on the
+        scores for a metric in [0, 1]."""
+        sizes = self.measured_sizes()
+        scores = [self._pooled_scores(label, sizes[-1]) for label in self.labels()] if sizes else []
+        return "McNemar" if all(is_binary(s) for s in scores if s) else "permutation test"
 
     def standing(self, size: int) -> tuple[str, str, float, float] | None:
-        """At ``size``: the best prompt, the best fine-tune, the pooled McNemar p between them and the fine-tune's
+        """At ``size``: the best prompt, the best fine-tune, the pooled paired test's p between them and the fine-tune's
         lead (None without both sides)."""
         prompt, finetune = self._best(size, PROMPT_SIDE), self._best(size, FINETUNE_SIDE)
         if prompt is None or finetune is None:
             return None
-        p = mcnemar_p(self._pooled_correct(finetune, size), self._pooled_correct(prompt, size))
+        p, _ = paired_test(self._pooled_scores(finetune, size), self._pooled_scores(prompt, size))
         return prompt, finetune, p, self.pooled(finetune, size)["accuracy"] - self.pooled(prompt, size)["accuracy"]
 
     def ahead(self, size: int) -> bool:
@@ -155,11 +163,12 @@ class LearningCurve:
                 where = (f"between n={sizes[index - 1]} and n={size}" if self.hunted and index else f"at n={size}")
                 return Crossover(size, f"Crossover: {where} labelled examples{ran}: at n={size} {finetune} is "
                                        f"significantly more accurate than {prompt} ({gap * 100:+.1f} points, pooled "
-                                       f"McNemar over {self.repeats} repeat(s): p = {p:.3g}); below it, not.", p)
+                                       f"{self.test_name()} over {self.repeats} repeat(s): p = {p:.3g}); below it, "
+                                       "not.", p)
         prompt, finetune, p, gap = self.standing(sizes[-1])
         return Crossover(None, f"Crossover: not reached up to n={sizes[-1]}{ran}: there {finetune} against {prompt} "
-                               f"is {gap * 100:+.1f} points, pooled McNemar p = {p:.3g} (not significant at {ALPHA}, "
-                               "or the prompt is ahead).", p)
+                               f"is {gap * 100:+.1f} points, pooled {self.test_name()} p = {p:.3g} (not significant "
+                               f"at {ALPHA}, or the prompt is ahead).", p)
 
 
 @dataclass

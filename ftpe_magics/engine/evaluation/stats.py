@@ -106,6 +106,36 @@ def mcnemar_p(correct_a: list[bool], correct_b: list[bool]) -> float:
     return min(1.0, 2 * tail)
 
 
+EXACT_SIGN_FLIPS = 16  # up to 2**16 sign patterns are enumerated; more differences are sampled
+SAMPLED_SIGN_FLIPS = 20_000
+
+
+def permutation_p(scores_a: list[float] | np.ndarray, scores_b: list[float] | np.ndarray, seed: int = 0) -> float:
+    """Two-sided paired permutation test of the mean difference: under "no difference" each example's two scores
+    are exchangeable, so every sign pattern of the per-example differences is equally likely. Exact (every pattern)
+    up to 16 examples that differ; else 20,000 seeded random patterns, with the usual +1 so p is never 0."""
+    differences = np.asarray(scores_a, float) - np.asarray(scores_b, float)
+    differences = differences[differences != 0]
+    if differences.size == 0:
+        return 1.0
+    observed = abs(differences.sum()) - 1e-12
+    if differences.size <= EXACT_SIGN_FLIPS:
+        patterns = ((np.arange(2 ** differences.size)[:, None] >> np.arange(differences.size)) & 1) * 2 - 1
+        return float(np.mean(np.abs(patterns @ differences) >= observed))
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(SAMPLED_SIGN_FLIPS, differences.size))
+    extreme = int(np.sum(np.abs(signs @ differences) >= observed))
+    return (extreme + 1) / (SAMPLED_SIGN_FLIPS + 1)
+
+
+def paired_test(scores_a: list[float] | np.ndarray, scores_b: list[float] | np.ndarray) -> tuple[float, str]:
+    """The p-value of two conditions scored on the same examples, and the test's name: the exact McNemar test for
+    right/wrong outcomes; for scores in [0, 1] (F1, ROUGE...) a paired permutation test on the scores themselves
+    (counting a score of 0.6 as "right" would throw away what the metric measured)."""
+    if is_binary(scores_a) and is_binary(scores_b):
+        return mcnemar_p([s >= 0.5 for s in scores_a], [s >= 0.5 for s in scores_b]), "exact McNemar test"
+    return permutation_p(scores_a, scores_b), "paired permutation test"
+
+
 def per_label_scores(predictions: list[str], references: list[str], labels: list[str]) -> dict[str, dict]:
     scores = {}
     for label in labels:

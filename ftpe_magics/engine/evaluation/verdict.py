@@ -21,6 +21,7 @@ from .stats import (
     mcnemar_p,
     mcnemar_sample_size,
     paired_difference_interval,
+    paired_test,
 )
 
 if TYPE_CHECKING:
@@ -127,6 +128,9 @@ def _consistency(prompt: ConditionResult, finetune: ConditionResult, draws: dict
         parts = []
         if result.consistency is not None:
             parts.append(f"agreement across samples {result.consistency:.3f}")
+        valid = result.extra.get("metric_scores", {}).get("valid_rate")
+        if valid is not None and "format" in result.extra:  # the format consistency a structured answer needs
+            parts.append(f"valid JSON in {np.mean(valid):.1%} of outputs")
         if result.order_accuracies:
             parts.append(f"accuracy spread across demonstration orders {np.std(result.order_accuracies):.3f}")
         if result.condition in draws:
@@ -198,7 +202,7 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None,
                         "sides."])
     gap = finetune.accuracy - prompt.accuracy
     (low, high), method = paired_gap_interval(finetune, prompt)
-    p = mcnemar_p(finetune.correct, prompt.correct)
+    p, test = paired_test(finetune.scores, prompt.scores)
     resolved, power_numbers = resolution(prompt, finetune, gap, p)
     flexible, flexibility_numbers = flexibility_sentence(finetune, flexibility)
     even, queries = break_even(prompt, finetune)
@@ -206,7 +210,7 @@ def verdict(conditions: list[ConditionResult], crossover: str | None = None,
     sentences = [_described("prompt", prompt, lines[PROMPT_SIDE]), _described("fine-tune", finetune,
                                                                              lines[FINETUNE_SIDE]),
                  f"Gap: the fine-tune's accuracy minus the prompt's is {gap:+.3f} (95% CI {low:+.3f} to {high:+.3f}, "
-                 f"{method}); exact McNemar test on the same {finetune.n} examples: p = {p:.3g}"
+                 f"{method}); {test} on the same {finetune.n} examples: p = {p:.3g}"
                  f" ({'significant' if p < ALPHA else 'not significant'} at {ALPHA}).",
                  _consistency(prompt, finetune, draws or {}),
                  crossover or "Crossover: not measured (%%compare --train VAR --sizes ... runs the learning curve).",
