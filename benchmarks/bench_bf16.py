@@ -90,7 +90,7 @@ def generation(models: dict, tokenizer, rounds: int) -> list[dict]:
         for mode in MODES:
             with in_mode(mode):
                 started = time.perf_counter()
-                run = generate_texts(models[mode], tokenizer, prompts, settings, first_line=False)
+                run = generate_texts(models[mode], tokenizer, prompts, settings, stop=None)
                 seconds = time.perf_counter() - started
             new_tokens = sum(len(tokenizer(s[0], add_special_tokens=False)["input_ids"]) for s in run.outputs)
             speeds[mode].append(new_tokens / seconds)

@@ -82,3 +82,22 @@ def test_out_of_memory_is_a_short_error_and_model_survives(tiny_session, monkeyp
     assert tiny_session.loaded
     again = tiny_session.prompt("a", max_new_tokens=2)  # the session generates again after the error
     assert not again.interrupted and len(again.outputs) == 1 and again.prompt_tokens[0] > 0
+
+
+def test_generated_lengths_stop_at_the_end_token_or_the_padding():
+    from ftpe_magics.engine.inference.generation import generated_lengths
+
+    new_ids = torch.tensor([[5, 6, 2, 0, 0], [5, 0, 0, 0, 0], [7, 8, 9, 10, 11]])
+    # row 0 ends with its end token (counted), row 1 was stopped by another rule (padding after it), row 2 ran out
+    assert generated_lengths(new_ids, {2}, pad_id=0) == [3, 1, 5]
+    assert generated_lengths(new_ids, {2}, pad_id=None) == [3, 5, 5]
+
+
+def test_a_run_counts_the_tokens_each_prompt_generated(tiny_session):
+    model, tokenizer = tiny_session.model, tiny_session.tokenizer
+    settings = GenerationSettings(max_new_tokens=5, batch_size=2, raw=True)
+    run = generate_texts(model, tokenizer, PROMPTS, settings)
+    assert len(run.new_tokens) == len(PROMPTS) and all(1 <= n <= 5 for n in run.new_tokens)
+    for prompt, text, count in zip(PROMPTS, run.outputs, run.new_tokens, strict=True):
+        alone = generate_texts(model, tokenizer, [prompt], settings)
+        assert alone.outputs[0] == text and alone.new_tokens[0] == count  # batching changes no count

@@ -106,11 +106,12 @@ def test_trie_shares_leading_tokens():
 
 
 def test_generation_scored_by_its_first_line_stops_there(tiny_session):
-    from ftpe_magics.engine.inference.generation import GenerationSettings, _FirstLine, generate_texts
+    from ftpe_magics.engine.inference.generation import GenerationSettings, generate_texts
+    from ftpe_magics.engine.inference.stopping import AnswerEnded
 
     tokenizer = tiny_session.tokenizer
     prompt = tokenizer("Review: a", return_tensors="pt")["input_ids"]
-    stop = _FirstLine(tokenizer, prompt.shape[1])
+    stop = AnswerEnded(tokenizer, prompt.shape[1], "line")
     seen = []
     for text in ["\n", "\n great", "\n great film", "\n great film\n", "\n great film\nmore"]:
         ids = torch.cat([prompt, tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]], 1)
@@ -118,7 +119,7 @@ def test_generation_scored_by_its_first_line_stops_there(tiny_session):
     assert seen == [False, False, False, True, True]  # a leading blank line does not count; a line with content does
     settings = GenerationSettings(max_new_tokens=12, raw=True, batch_size=8)
     full = generate_texts(tiny_session.model, tokenizer, ["Review: a", "Review: bb"], settings)
-    first = generate_texts(tiny_session.model, tokenizer, ["Review: a", "Review: bb"], settings, first_line=True)
+    first = generate_texts(tiny_session.model, tokenizer, ["Review: a", "Review: bb"], settings, stop="line")
     for whole, cut in zip(full.outputs, first.outputs, strict=True):
         assert whole[0].startswith(cut[0]) and cut[0].strip().splitlines()[:1] == whole[0].strip().splitlines()[:1]
 

@@ -75,7 +75,7 @@ ANSWERS = {"a table for 2 in paris tomorrow": 'Here: {"date": "tomorrow", "city"
 def scripted_outputs(monkeypatch):
     """The model's answers replaced by fixed ones, so the scores are known; everything after generation (the
     metric, the table, the report, the store) runs as it does for real outputs."""
-    def generate(model, tokenizer, prompts, settings, first_line=True):
+    def generate(model, tokenizer, prompts, settings, stop=None):
         answers = [next(a for text, a in ANSWERS.items() if text in prompt) for prompt in prompts]
         return GenerationRun([[a] for a in answers], [len(p) for p in prompts], 0.01, GenerationSettings())
 
@@ -139,7 +139,7 @@ def test_similarity_is_the_cosine_of_the_models_pooled_states(tiny_session, monk
     rows = [{"text": "first", "label": "a sunny day in rome"}, {"text": "second", "label": "rome"},
             {"text": "third", "label": "the weather in rome"}]
 
-    def generate(model, tokenizer, prompts, settings, first_line=True):
+    def generate(model, tokenizer, prompts, settings, stop=None):
         texts = [next(a for key, a in answers.items() if key in prompt) for prompt in prompts]
         return GenerationRun([[t] for t in texts], [1] * len(prompts), 0.01, GenerationSettings())
 
@@ -166,3 +166,40 @@ def test_the_verdict_says_the_share_of_valid_json(tiny_session, scripted_outputs
 
     line = _consistency(result.conditions[0], result.conditions[1], {})
     assert "valid JSON in 50.0% of outputs" in line
+
+
+def test_a_generated_answer_reports_the_tokens_it_took(tiny_session):
+    result = tiny_session.compare("say: prompt Say: {text}", ROWS, metric="f1", max_new_tokens=3)
+    counts = result.conditions[0].extra["tokens_generated"]
+    assert len(counts) == len(ROWS) and all(1 <= count <= 3 for count in counts)
+    assert result.to_pandas().iloc[0]["tokens_generated"] == pytest.approx(sum(counts) / len(counts))
+    from ftpe_magics.display.html import summary_html
+
+    assert "tokens_generated" in summary_html(result)
+
+
+@pytest.mark.parametrize(("text", "done", "scored"), [
+    ('{\n  "city": "rome",\n  "date": "today"\n}\nmore', True, '{\n  "city": "rome",\n  "date": "today"\n}'),
+    ('Here: {"a": "}{"} and then', True, 'Here: {"a": "}{"}'),  # braces inside a string do not close it
+    ('{\n  "city": "ro', False, '{\n  "city": "ro'),  # still open: generation goes on
+    ("I cannot help with that.\nSorry", True, "I cannot help with that."),  # prose: its first line, and stop
+    ('{"a": {"b": "c"}}', True, '{"a": {"b": "c"}}'),
+])
+def test_a_structured_answer_ends_with_its_first_object_even_across_lines(text, done, scored):
+    from ftpe_magics.engine.inference.stopping import answer_done, scored_part
+
+    assert answer_done(text, "object") is done
+    assert scored_part(text, "object") == scored
+
+
+def test_a_pretty_printed_answer_is_scored_whole(tiny_session, monkeypatch):
+    """An instruct model writes JSON over several lines: the metric reads the whole object, not its first line."""
+    def generate(model, tokenizer, prompts, settings, stop=None):
+        assert stop == "object"
+        return GenerationRun([['{\n  "city": "rome"\n}\nAnything else?'] for _ in prompts], [1] * len(prompts), 0.01,
+                             GenerationSettings())
+
+    monkeypatch.setattr(evaluator_module, "generate_texts", generate)
+    rows = [{"text": "weather in rome", "label": '{"city": "rome"}'}]
+    result = tiny_session.compare("p: prompt Slots of: {text}", rows, metric="json")
+    assert result.conditions[0].scores == [1.0] and result.conditions[0].extra["format"]["surrounded"] == 0

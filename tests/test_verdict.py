@@ -160,3 +160,19 @@ def test_each_side_is_chosen_on_train_among_the_lines_with_a_score_there():
     written = _result(luckier, steadier, tuned).verdict()
     assert written.numbers["prompt"] == "lucky" and not written.numbers["chosen_on_train"]["prompt"]
     assert "chosen on --eval (no line of this side has a score on --train)" in written.sentences[0]
+
+
+def test_a_generation_task_counts_the_tokens_each_answer_writes():
+    prompt = _condition("fs4", "fewshot", 60, seconds=10.0, tokens=150)
+    tuned = _condition("lora", "adapter", 80, seconds=3.0, tokens=80, train_seconds=389.0)
+    prompt.extra["tokens_generated"], tuned.extra["tokens_generated"] = [20.0] * N, [12.0] * N
+    result = CompareResult([prompt, tuned], [f"text {i}" for i in range(N)], model_params=1000)
+    even = result.verdict().sentences[-2]
+    assert "lora reads 70 fewer prompt tokens per query and writes 8.0 fewer tokens per answer (12.0 against " \
+           "20.0)" in even
+    rows = result.to_pandas().set_index("condition")
+    assert rows.loc["lora", "tokens_generated"] == 12.0
+    assert rows.loc["lora", "flops_per_query"] == 2.0 * 1000 * (80 + 12)  # the answer's tokens are a cost too
+    assert "tokens_generated" in str(result)
+    plain = _result(_condition("zero", "prompt", 50, seconds=1.0, tokens=40))
+    assert "tokens_generated" not in str(plain)  # a label task generates nothing

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.evaluation.comparison import CompareResult, format_notice
+from ..engine.evaluation.comparison import CompareResult, metric_notices
 from ..engine.evaluation.evaluator import ConditionResult
-from ..engine.evaluation.stats import confusion, per_label_scores
+from ..engine.evaluation.stats import confusion, paired_test_name, per_label_scores
 from ..engine.prompting.prompt_result import PromptResult
 from .plots import accuracy_bars, accuracy_vs_k, img_tag
 
@@ -118,7 +118,9 @@ def _formatted_table(table, best: str, extra_columns: tuple[str, ...] = ()):
     for column, form in (("peak_memory_mb", "{:.0f}"), ("flops_per_query", "{:.2e}"), ("train_flops", "{:.2e}")):
         if column in shown:
             shown[column] = shown[column].map(lambda v, form=form: "–" if v is None or v != v else form.format(v))
-    shown["prompt_tokens"] = shown["prompt_tokens"].map(lambda v: f"{v:.0f}")
+    for column in ("prompt_tokens", "tokens_generated"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "–" if v is None or v != v else f"{v:.0f}")
     shown["train_seconds"] = shown["train_seconds"].map(lambda v: f"{v:.1f}")
     shown["trainable_params"] = shown["trainable_params"].map(lambda v: f"{v:,}")
     shown["p_vs_best"] = shown["p_vs_best"].map(lambda v: "–" if v is None or v != v else f"{v:.3g}")
@@ -135,6 +137,8 @@ def _fitted_table(table, best: str, metric_columns: tuple[str, ...] = ()):
     shown["accuracy"] = shown["accuracy"] + " (" + shown["accuracy_low"] + "–" + shown["accuracy_high"] + ")"
     columns = ["condition", "kind", "accuracy", "macro_f1", *metric_columns, "p_vs_best", "latency_ms",
                "prompt_tokens", "train_seconds", "n"]
+    if table["tokens_generated"].notna().any():  # a generation task: what each answer cost to write
+        columns.insert(columns.index("prompt_tokens") + 1, "tokens_generated")
     if table["consistency"].notna().any():
         columns.insert(4, "consistency")
     if table["interrupted"].any():
@@ -147,15 +151,16 @@ def summary_html(result: CompareResult) -> str:
     scored = table[~table["interrupted"]]
     chart = accuracy_bars(list(scored["condition"]), list(scored["accuracy"]), list(scored["accuracy_low"]),
                           list(scored["accuracy_high"]))
+    test = paired_test_name(*(c.scores for c in result.conditions))
     note = ("<p style='color:gray'>accuracy with its exact 95% interval (bootstrap for mean scores); p_vs_best: "
-            "exact McNemar test against the best condition on the same examples; latency per example; every column "
+            f"{test} against the best condition on the same examples; latency per example; every column "
             "(FLOPs, memory, trainable parameters...) in result.to_pandas().</p>")
     by_construction = [c.condition for c in result.conditions if c.deterministic]
     if by_construction:
         note += (f"<p style='color:gray'>consistency of {html.escape(', '.join(by_construction))}: 1.0 by "
                  "construction (a classification head predicts by argmax; --samples draws from its distribution)."
                  "</p>")
-    for line in filter(None, map(format_notice, result.conditions)):  # outputs that were not valid JSON, and why
+    for line in (line for c in result.conditions for line in metric_notices(c)):  # invalid JSON, a judge's trust
         note += f"<p style='color:#8a5a00'>{html.escape(line)}</p>"
     stopped = list(table.loc[table["interrupted"], "condition"])
     if stopped:

@@ -26,6 +26,7 @@ from .workflows import tables
 from .workflows.compare import run_compare
 from .workflows.fewshot import run_fewshot
 from .workflows.finetune import run_finetune
+from .workflows.judge_pairs import judge_pairwise
 from .workflows.prompt import run_prompt
 
 
@@ -140,6 +141,11 @@ class Session(Workbench):
         compare, data, evaluation, curve = spread_keywords(options, compare or CompareOptions(), data or DataOptions(),
                                                            evaluation or EvalOptions(), curve or CurveOptions())
         return run_compare(self, body, eval, train, compare, data, evaluation, curve, namespace)
+
+    def judge_pairwise(self, result: CompareResult, first: str, second: str, template: str | None = None) -> dict:
+        """Which of two generation conditions the base model prefers, row by row, asked with the answers in both
+        orders (a preference that flips with the order is counted as position bias, not as a win)."""
+        return judge_pairwise(self, result, first, second, template)
 
     def finetune(self, body: str, train: Any, name: str, eval: Any = None, *,
                  finetune: FinetuneOptions | None = None, data: DataOptions | None = None,

@@ -27,6 +27,7 @@ from .config import Ftpe
 from .data.examples import Examples, load_examples
 from .errors import FtpeError, MaskedLog
 from .evaluation.evaluator import Evaluator
+from .evaluation.judge import judge_from_options
 from .evaluation.metrics import resolve_metric
 from .inference.generation import GenerationSettings
 from .inference.shared_work import ScoringShare, SharedScoring
@@ -287,10 +288,15 @@ class Workbench:
             self.require_model()
         compare = compare or CompareOptions()
         metric = resolve_metric(evaluation.metric, namespace) if evaluation.metric else None
+        judge_spec = None
+        if evaluation.metric == "judge":
+            judge_spec = judge_from_options(evaluation.judge_template, evaluation.judge_grades, namespace)
+        elif evaluation.judge_template or evaluation.judge_grades:
+            raise FtpeError("--judge-template and --judge-grades go with --metric judge.")
         defaults = self.settings(batch_size=evaluation.batch_size)
         return Evaluator(self, eval_data, defaults, metric=metric, norm=evaluation.norm, samples=compare.samples,
                          seed=evaluation.seed, max_new_tokens=evaluation.max_new_tokens,
-                         answer_regex=compare.answer_regex, namespace=namespace)
+                         answer_regex=compare.answer_regex, namespace=namespace, judge_spec=judge_spec)
 
 
 def shares_work(workflow: Callable) -> Callable:

@@ -17,6 +17,7 @@ import numpy as np
 from ..model.memory import PeakMemory
 from .condition_kinds import KINDS, ConditionContext, ConditionSpec, check_references, condition_identity
 from .evaluator import ConditionResult, Evaluator
+from .judge import agreement_notice
 from .stats import paired_test
 from .verdict import Verdict, verdict
 
@@ -77,6 +78,15 @@ def format_notice(result: ConditionResult) -> str | None:
     return f"{result.condition}: " + "; ".join(parts) + "." if parts else None
 
 
+def metric_notices(result: ConditionResult) -> list[str]:
+    """What a metric's scores need beside them: a structured metric's format report, a judge's agreement with
+    exact match."""
+    said = [format_notice(result)]
+    if "judge" in result.extra:
+        said.append(agreement_notice(result.condition, result.extra["judge"]))
+    return [line for line in said if line]
+
+
 # the columns the table shows (text and HTML): what fits an output area; to_pandas() holds every column
 SHOWN_COLUMNS = ["condition", "accuracy", "accuracy_low", "accuracy_high", "macro_f1", "latency_ms", "prompt_tokens",
                  "p_vs_best", "n"]
@@ -113,12 +123,15 @@ class CompareResult:
         row = {"condition": result.condition, "kind": result.kind, "accuracy": result.accuracy,
                "accuracy_low": low, "accuracy_high": high, "macro_f1": result.macro_f1,
                "consistency": result.consistency, "latency_ms": result.latency_ms,
-               "prompt_tokens": result.mean_prompt_tokens, "trainable_params": result.trainable_params,
+               "prompt_tokens": result.mean_prompt_tokens, "tokens_generated": result.tokens_generated,
+               "trainable_params": result.trainable_params,
                "train_seconds": result.train_seconds,
                "p_vs_best": None if result is best or result.interrupted or best.interrupted
                else paired_test(result.scores, best.scores)[0], "n": result.n, "interrupted": result.interrupted}
-        if self.model_params:  # the usual estimates: 2 FLOPs per parameter per token read, 6 per token trained on
-            row["flops_per_query"] = 2.0 * self.model_params * result.mean_prompt_tokens
+        if self.model_params:  # the usual estimates: 2 FLOPs per parameter per token read or generated, 6 per
+            # token trained on
+            row["flops_per_query"] = 2.0 * self.model_params * (result.mean_prompt_tokens
+                                                                 + (result.tokens_generated or 0.0))
             tokens = result.extra.get("train_tokens")
             row["train_flops"] = 6.0 * self.model_params * tokens if tokens else None
         for name, values in result.extra.get("metric_scores", {}).items():  # a metric's other scores, as columns
@@ -162,11 +175,17 @@ class CompareResult:
         """What a reader must be told beside the numbers; the text view and the HTML view both show them."""
         said = [f"{c.condition}: {c.leakage_notice}" if len(self.conditions) > 1 else c.leakage_notice
                 for c in self.conditions if c.leakage_notice]
-        said += [line for c in self.conditions if (line := format_notice(c))]
+        said += [line for c in self.conditions for line in metric_notices(c)]
         return list(dict.fromkeys(said))
 
+    def shown_columns(self) -> list[str]:
+        """The table's columns: the metric's own beside the accuracy, and tokens generated (a generation task's
+        cost) after the prompt tokens."""
+        generated = ["tokens_generated"] if any(c.tokens_generated is not None for c in self.conditions) else []
+        return SHOWN_COLUMNS[:5] + self.metric_columns() + SHOWN_COLUMNS[5:7] + generated + SHOWN_COLUMNS[7:]
+
     def __str__(self) -> str:
-        columns = SHOWN_COLUMNS[:5] + self.metric_columns() + SHOWN_COLUMNS[5:]
+        columns = self.shown_columns()
         table = self.to_pandas()[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
         return "\n".join([table, *self.notices()])
 

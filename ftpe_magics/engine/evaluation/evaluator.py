@@ -6,6 +6,7 @@ Every condition ends as a :class:`ConditionResult` with per-example predictions 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 import time
@@ -22,10 +23,12 @@ from ..data.splits import overlapping
 from ..errors import FtpeError
 from ..inference.generation import GenerationSettings, generate_texts, render_prompts
 from ..inference.scoring import label_logprobs, mean_pooled_embeddings
+from ..inference.stopping import scored_part
 from ..prompting.calibration import CONTENT_FREE, calibrated, content_free_bias
 from ..prompting.fewshot import FewShotConfig, reorder, select_demos, verbalized
 from ..prompting.templates import ExampleTemplate, assemble, fill, scoring_inputs, template_fields
-from .metrics import STRUCTURED_METRICS, Metric, apply_metric, similarity
+from .judge import Judge, agreement_with_exact, judged_scores
+from .metrics import STRUCTURED_METRICS, Metric, apply_metric, judge, similarity
 from .stats import accuracy_interval, macro_f1, modal_agreement
 from .structured import canonical_answer, parse_report
 
@@ -113,6 +116,13 @@ class ConditionResult:
         return float(np.mean(self.prompt_tokens)) if self.prompt_tokens else 0.0
 
     @property
+    def tokens_generated(self) -> float | None:
+        """Tokens generated per query (None when the answer was scored, not generated): a generation task's
+        other cost, beside the prompt it reads."""
+        counts = self.extra.get("tokens_generated")
+        return float(np.mean(counts)) if counts else None
+
+    @property
     def leakage_notice(self) -> str | None:
         """What the leakage guard did, said in the text and the HTML view alike."""
         overlap = self.extra.get("overlap", 0)
@@ -132,6 +142,7 @@ class Scored:
     prompt_tokens: list[int]
     example_prompt: str = ""
     interrupted: bool = False
+    new_tokens: list[float] | None = None  # generated tokens per query, when the answers were generated
 
 
 class Evaluator:
@@ -140,7 +151,7 @@ class Evaluator:
     def __init__(self, handle: ModelHandle, eval_data: Examples, defaults: GenerationSettings, *,
                  metric: tuple[str, Metric] | None = None, norm: str = "none", samples: int = 1, seed: int = 0,
                  max_new_tokens: int | None = None, answer_regex: str | None = None,
-                 namespace: Mapping[str, Any] | None = None) -> None:
+                 namespace: Mapping[str, Any] | None = None, judge_spec: Judge | None = None) -> None:
         if len(eval_data) == 0:
             raise FtpeError("The eval set is empty.")
         if samples < 1:
@@ -156,6 +167,7 @@ class Evaluator:
         self.max_new_tokens = max_new_tokens
         self.answer_regex = answer_regex
         self.namespace = dict(namespace or {})
+        self.judge = judge_spec  # --metric judge: the judge's template and grades
         self.notices: list[str] = []  # things the user should know about the scores, said once per run
 
     @property
@@ -206,14 +218,25 @@ class Evaluator:
                                     "from their first token.")
                 return
 
-    def _generate(self, prompts: list[str], raw: bool, max_new_tokens: int | None = None, first_line: bool = True):
-        """Generate for every prompt (batched by length); by default each row stops after its first line,
-        the only part a metric scores (chain-of-thought asks for the whole reasoning)."""
+    @property
+    def answer_stop(self) -> str:
+        """Where a generated answer ends: at its first JSON object for a structured metric (which may span lines),
+        else at its first line with content."""
+        return "object" if self.metric is not None and self.metric[0] in STRUCTURED_METRICS else "line"
+
+    def _answer(self, text: str) -> str:
+        """The part of an output the metric scores (see :mod:`..inference.stopping`)."""
+        return scored_part(text, self.answer_stop)
+
+    def _generate(self, prompts: list[str], raw: bool, max_new_tokens: int | None = None, whole: bool = False):
+        """Generate for every prompt (batched by length); each row stops where what is scored ends (its first line,
+        or its first JSON object), unless ``whole`` (chain-of-thought asks for the whole reasoning)."""
         greedy = self.samples == 1
         settings = replace(self.defaults, max_new_tokens=max_new_tokens or self.max_new_tokens
                            or self.defaults.max_new_tokens, raw=raw, temperature=0.0 if greedy else 0.7,
                            samples=self.samples, seed=self.seed)
-        return generate_texts(self.handle.model, self.handle.tokenizer, prompts, settings, first_line=first_line)
+        return generate_texts(self.handle.model, self.handle.tokenizer, prompts, settings,
+                              stop=None if whole else self.answer_stop)
 
     def _score_generated(self, outputs: list[str]) -> tuple[list[float], dict]:
         """The metric's first score per output (the accuracy), and what goes into the result's extra: the other
@@ -221,6 +244,8 @@ class Evaluator:
         name, metric = self.metric
         if metric is similarity:
             return self._similarities(outputs), {}
+        if metric is judge:
+            return self._judged(outputs)
         rows = [apply_metric(metric, name, output, reference)
                 for output, reference in zip(outputs, self.eval_data.labels, strict=True)]
         first = next(iter(rows[0]))
@@ -231,6 +256,19 @@ class Evaluator:
         if name in STRUCTURED_METRICS:
             extra["format"] = parse_report(outputs)
         return [row[first] for row in rows], extra
+
+    def _judged(self, outputs: list[str]) -> tuple[list[float], dict]:
+        """``--metric judge``: the base model (no adapter: a fine-tune does not grade its own answers) grades every
+        output; its agreement with exact match on the same rows goes with the scores."""
+        if self.judge is None:
+            raise FtpeError("--metric judge needs --judge-template VAR.")
+        adapters = getattr(self.handle, "adapters", None)
+        with adapters.using("base") if adapters is not None else contextlib.nullcontext():
+            scores, interrupted = judged_scores(self.judge, self.handle.model, self.handle.tokenizer, outputs,
+                                                self.eval_data.labels, [self._row(row) for row in self.eval_data.rows],
+                                                self.batch_size)
+        return scores, {"judge": agreement_with_exact(scores, outputs, self.eval_data.labels),
+                        "judge_interrupted": interrupted}
 
     def _similarities(self, outputs: list[str]) -> list[float]:
         """``--metric similarity``: each output's cosine with its reference in the model's pooled states, every
@@ -250,6 +288,7 @@ class Evaluator:
             scores = [float(p == r) for p, r in zip(predictions, references, strict=True)]
         else:
             scores, measured = self._score_generated(predictions)
+            interrupted = measured.pop("judge_interrupted", False) or interrupted  # stopped while grading
             extra.update(measured)
         fields = {key: extra.pop(key) for key in ("trainable_params", "train_seconds") if key in extra}
         return ConditionResult(condition, kind, spec, references, predictions, outputs, scores,
@@ -269,18 +308,18 @@ class Evaluator:
                                 samples=scored.samples, interrupted=scored.interrupted)
         prompts = [template.query(row) for row in rows]
         run = self._generate(prompts, raw=False)
-        predictions = [_first_line(samples[0]) for samples in run.outputs]
+        predictions = [self._answer(samples[0]) for samples in run.outputs]
         return self._result(condition, kind, template_text, predictions, [s[0] for s in run.outputs], run.seconds,
                             run.prompt_tokens, prompts[0],
-                            samples=[[_first_line(s) for s in row] for row in run.outputs] if self.samples > 1
-                            else None, interrupted=run.interrupted)
+                            samples=[[self._answer(s) for s in row] for row in run.outputs] if self.samples > 1
+                            else None, interrupted=run.interrupted, tokens_generated=run.new_tokens)
 
     def cot(self, condition: str, template_text: str, answer_prefix: str = "\nSo the answer is") -> ConditionResult:
         """Chain-of-thought: generate reasoning, then take the answer from it (regex, else label likelihood)."""
         started = time.perf_counter()
         template = ExampleTemplate(template_text)
         prompts = [template.query(self._row(row)) for row in self.eval_data.rows]
-        run = self._generate(prompts, raw=False, max_new_tokens=self.max_new_tokens or 128, first_line=False)
+        run = self._generate(prompts, raw=False, max_new_tokens=self.max_new_tokens or 128, whole=True)
         draws = len(run.outputs[0])
         flat = [(i, text) for i, samples in enumerate(run.outputs) for text in samples]
         answers: list[str | None] = [self._extract(text) for _, text in flat]
@@ -293,12 +332,12 @@ class Evaluator:
             interrupted = fallback.interrupted
             for j, label in zip(missing, fallback.predictions, strict=True):
                 answers[j] = label
-        answers = [a if a is not None else _first_line(text) for a, (_, text) in zip(answers, flat, strict=True)]
+        answers = [a if a is not None else self._answer(text) for a, (_, text) in zip(answers, flat, strict=True)]
         samples = [answers[i * draws:(i + 1) * draws] for i in range(len(prompts))]
         return self._result(condition, "cot", template_text, [row[0] for row in samples],
                             [row[0] for row in run.outputs], time.perf_counter() - started, run.prompt_tokens,
                             prompts[0], samples=samples if self.samples > 1 else None, interrupted=interrupted,
-                            extracted_by_regex=len(flat) - len(missing))
+                            extracted_by_regex=len(flat) - len(missing), tokens_generated=run.new_tokens)
 
     def _extract(self, reasoning: str) -> str | None:
         if self.answer_regex:
@@ -354,7 +393,8 @@ class Evaluator:
         result = self._result(condition, "fewshot", spec, first.predictions,
                               first.predictions, time.perf_counter() - started, first.prompt_tokens,
                               first.example_prompt, samples=first.samples, interrupted=interrupted,
-                              overlap=len(overlap), k=k, pool_embedding_seconds=pool_seconds)
+                              overlap=len(overlap), k=k, pool_embedding_seconds=pool_seconds,
+                              **({"tokens_generated": first.new_tokens} if first.new_tokens else {}))
         if config.orders > 1 and not interrupted:
             per_order = [self._result(condition, "fewshot", "", run.predictions, run.predictions, 0, [], "")
                          for run in runs]
@@ -459,8 +499,8 @@ class Evaluator:
             scored.example_prompt = contexts[0] + template.continuation("<label>")
             return scored
         run = self._generate(contexts, raw=True)
-        return Scored([_first_line(samples[0]) for samples in run.outputs], None, run.seconds, run.prompt_tokens,
-                      contexts[0], interrupted=run.interrupted)
+        return Scored([self._answer(samples[0]) for samples in run.outputs], None, run.seconds, run.prompt_tokens,
+                      contexts[0], interrupted=run.interrupted, new_tokens=run.new_tokens)
 
     def adapter(self, condition: str, adapter: Adapter, kind: str = "adapter") -> ConditionResult:
         """Score the active model on exactly the text format ``adapter`` was trained on."""
@@ -482,9 +522,10 @@ class Evaluator:
                                 contexts[0] + continuations[0].replace(self.eval_data.label_set[0], "<label>"),
                                 samples=scored.samples, interrupted=scored.interrupted, **extra)
         run = self._generate(contexts, raw=True)
-        predictions = [_first_line(samples[0]) for samples in run.outputs]
+        predictions = [self._answer(samples[0]) for samples in run.outputs]
         return self._result(condition, kind, spec, predictions, [s[0] for s in run.outputs], run.seconds,
-                            run.prompt_tokens, contexts[0], interrupted=run.interrupted, **extra)
+                            run.prompt_tokens, contexts[0], interrupted=run.interrupted,
+                            tokens_generated=run.new_tokens, **extra)
 
 
 def _head_draws(probabilities: np.ndarray, label_set: list[str], samples: int, seed: int) -> list[list[str]] | None:
@@ -492,10 +533,3 @@ def _head_draws(probabilities: np.ndarray, label_set: list[str], samples: int, s
         return None
     rng = np.random.default_rng(seed)
     return [[label_set[rng.choice(len(label_set), p=p / p.sum())] for _ in range(samples)] for p in probabilities]
-
-
-def _first_line(text: str) -> str:
-    for line in text.strip().splitlines():
-        if line.strip():
-            return line.strip()
-    return ""

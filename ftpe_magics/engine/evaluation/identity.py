@@ -53,7 +53,8 @@ def evaluator_identity(evaluator: Evaluator) -> dict:
     return {"eval": data_fingerprint(evaluator.eval_data), "norm": evaluator.norm, "samples": evaluator.samples,
             "seed": evaluator.seed, "metric": metric, "answer_regex": evaluator.answer_regex,
             "max_new_tokens": evaluator.max_new_tokens, "default_max_new_tokens": evaluator.defaults.max_new_tokens,
-            "batch_size": evaluator.batch_size}
+            "batch_size": evaluator.batch_size,
+            **({"judge": evaluator.judge.identity()} if evaluator.judge is not None else {})}
 
 
 def fewshot_identity(config: FewShotConfig, k: int | None = None) -> dict:

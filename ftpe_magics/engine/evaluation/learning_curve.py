@@ -103,7 +103,8 @@ class LearningCurve:
                 "prompt_tokens": float(np.mean([r.mean_prompt_tokens for r in runs])),
                 "latency_ms": float(np.mean([r.latency_ms for r in runs])),
                 "peak_memory_mb": max(r.extra.get("peak_memory", 0) for r in runs) / 2**20,
-                "wall_seconds": float(np.mean([r.extra.get("wall_seconds", r.seconds) for r in runs]))}
+                "wall_seconds": float(np.mean([r.extra.get("wall_seconds", r.seconds) for r in runs])),
+                **_generation_columns(runs)}
 
     def to_pandas(self):
         """One row per condition and size: accuracy pooled over repeats, its 95% interval, and the spread (the
@@ -290,3 +291,15 @@ def curve_from_data(data: dict, condition: Callable[[int], ConditionResult]) -> 
                                   strict=True):
             curve.selections[(result.condition, point.size, point.repeat)] = chosen
     return curve
+
+
+def _generation_columns(runs: list[ConditionResult]) -> dict:
+    """A generation task's columns at one size, pooled over repeats: the metric's own (``valid_rate``...) and the
+    tokens each answer took."""
+    columns = {name: float(np.mean([np.mean(r.extra["metric_scores"][name]) for r in runs]))
+               for name in runs[0].extra.get("metric_scores", {})
+               if all(name in r.extra.get("metric_scores", {}) for r in runs)}
+    generated = [r.tokens_generated for r in runs if r.tokens_generated is not None]
+    if generated:
+        columns["tokens_generated"] = float(np.mean(generated))
+    return columns

@@ -74,12 +74,18 @@ def similarity(prediction: str, reference: str) -> float:
     raise FtpeError("--metric similarity is computed by a comparison, with the session's model.")
 
 
+def judge(prediction: str, reference: str) -> float:
+    """A model's grade of the output against the reference or a rubric (see :mod:`.judge`). It needs the model
+    and the judge's template, so the evaluator computes it; this stands for it in the table and in cache keys."""
+    raise FtpeError("--metric judge is computed by a comparison, with the session's model.")
+
+
 # the library each text metric needs: optional, so a missing one is one line with the extra that installs it
 NEEDS = {"rouge-l": "rouge_score", "chrf": "sacrebleu"}
 
 BUILTIN_METRICS: dict[str, Metric] = {"exact": exact_match, "contains": contains, "regex": regex_match,
                                       "f1": token_f1, "json": json_f1, "json-exact": json_exact,
-                                      "rouge-l": rouge_l, "chrf": chrf, "similarity": similarity}
+                                      "rouge-l": rouge_l, "chrf": chrf, "similarity": similarity, "judge": judge}
 STRUCTURED_METRICS = ("json", "json-exact")  # their report says how many outputs parsed and why the others did not
 
 

@@ -132,8 +132,16 @@ def paired_test(scores_a: list[float] | np.ndarray, scores_b: list[float] | np.n
     right/wrong outcomes; for scores in [0, 1] (F1, ROUGE...) a paired permutation test on the scores themselves
     (counting a score of 0.6 as "right" would throw away what the metric measured)."""
     if is_binary(scores_a) and is_binary(scores_b):
-        return mcnemar_p([s >= 0.5 for s in scores_a], [s >= 0.5 for s in scores_b]), "exact McNemar test"
-    return permutation_p(scores_a, scores_b), "paired permutation test"
+        return mcnemar_p([s >= 0.5 for s in scores_a], [s >= 0.5 for s in scores_b]), MCNEMAR
+    return permutation_p(scores_a, scores_b), PERMUTATION
+
+
+MCNEMAR, PERMUTATION = "exact McNemar test", "paired permutation test"
+
+
+def paired_test_name(*score_lists: list[float] | np.ndarray) -> str:
+    """The test :func:`paired_test` runs on these scores, named for a table's footnote."""
+    return MCNEMAR if all(is_binary(scores) for scores in score_lists) else PERMUTATION
 
 
 def per_label_scores(predictions: list[str], references: list[str], labels: list[str]) -> dict[str, dict]:

@@ -148,6 +148,10 @@ def break_even(prompt: ConditionResult, finetune: ConditionResult) -> tuple[str,
     saved = f"{finetune.condition} reads {tokens_saved:.0f} fewer prompt tokens per query"
     if tokens_saved < 0:
         saved = f"{finetune.condition} reads {-tokens_saved:.0f} more prompt tokens per query"
+    if prompt.tokens_generated is not None and finetune.tokens_generated is not None:  # a generation task
+        fewer = prompt.tokens_generated - finetune.tokens_generated
+        saved += (f" and writes {abs(fewer):.1f} {'fewer' if fewer >= 0 else 'more'} tokens per answer "
+                  f"({finetune.tokens_generated:.1f} against {prompt.tokens_generated:.1f})")
     if not finetune.train_seconds:
         return f"Break-even: {saved}; its training time is not known (an adapter loaded from disk).", None
     if seconds_saved <= 0:

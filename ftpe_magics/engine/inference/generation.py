@@ -8,10 +8,9 @@ says how to retry, leaving the model loaded.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
@@ -22,6 +21,7 @@ from ..model.loading import context_limit
 from ..model.memory import out_of_memory
 from ..model.scoped import quiet_library_notices, seeded
 from ..options import check_ranges, option, with_config_defaults
+from .stopping import AnswerEnded
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ class GenerationRun:
     settings: GenerationSettings
     interrupted: bool = False
     truncated: int = 0  # prompts cut on the left to fit the model's context (with --truncate)
+    # tokens generated per prompt (the mean over its samples), up to and including the one that ended the
+    # answer: with prompt_tokens, what a query costs
+    new_tokens: list[float] = field(default_factory=list)
 
 
 def render_prompts(tokenizer, prompts: list[str], system: str | None, raw: bool) -> tuple[list[str], bool]:
@@ -90,20 +93,6 @@ class _LatestIds(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-class _FirstLine(StoppingCriteria):
-    """Stops a row once a line with content has ended: when only the first non-empty line is scored, the
-    rest would be generated for nothing."""
-
-    _ENDED = re.compile(r"\S[^\n]*\n")
-
-    def __init__(self, tokenizer, width: int) -> None:
-        self.tokenizer, self.width = tokenizer, width
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.BoolTensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.width:], skip_special_tokens=True)
-        return torch.tensor([bool(self._ENDED.search(text)) for text in texts], device=input_ids.device)
-
-
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, longest first (an OOM shows up at once)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -119,10 +108,11 @@ def _generate_kwargs(tokenizer, settings: GenerationSettings, draws: int) -> dic
 
 
 def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSettings,
-                   stream: bool = False, first_line: bool = False) -> GenerationRun:
+                   stream: bool = False, stop: str | None = None) -> GenerationRun:
     """Generate ``settings.samples`` continuations for every prompt, in the prompts' order.
 
-    ``first_line``: stop each row at the end of its first non-empty line (what a metric scores).
+    ``stop``: end each row where what a metric scores ends, its first non-empty line (``line``) or its first JSON
+    object (``object``), see :mod:`.stopping`; None generates up to ``max_new_tokens`` or the end token.
     """
     if not prompts:
         raise FtpeError("Nothing to generate: the list of prompts is empty.")
@@ -134,6 +124,7 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
     encoded, truncated = fit_context(tokenizer, texts, add_special, context_limit(model), settings.max_new_tokens,
                                      settings.truncate)
     outputs: list[list[str]] = [[] for _ in prompts]
+    new_tokens = [0.0] * len(prompts)
     draws = 1 if settings.greedy else settings.samples
     kwargs = _generate_kwargs(tokenizer, settings, draws)
     if stream and len(prompts) == 1 and draws == 1:
@@ -142,10 +133,12 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
     interrupted = False
     with seeded(settings.seed, model.device), quiet_library_notices():
         for batch in length_sorted_batches([len(ids) for ids in encoded], settings.batch_size):
-            decoded, interrupted = _generate_batch(model, tokenizer, [encoded[i] for i in batch], kwargs, first_line)
+            decoded, counts, interrupted = _generate_batch(model, tokenizer, [encoded[i] for i in batch], kwargs,
+                                                           stop)
             for row, index in enumerate(batch[:len(decoded) // draws]):
                 samples = decoded[row * draws:(row + 1) * draws]
                 outputs[index] = samples * settings.samples if draws == 1 else samples
+                new_tokens[index] = sum(counts[row * draws:(row + 1) * draws]) / draws
             if interrupted:
                 break
     for index, samples in enumerate(outputs):
@@ -153,7 +146,7 @@ def generate_texts(model, tokenizer, prompts: list[str], settings: GenerationSet
             outputs[index] = [""] * settings.samples
     return GenerationRun(outputs=outputs, prompt_tokens=[len(ids) for ids in encoded],
                          seconds=time.perf_counter() - start, settings=settings, interrupted=interrupted,
-                         truncated=truncated)
+                         truncated=truncated, new_tokens=new_tokens)
 
 
 # No tokenizer packs more characters than this into one token on average, so a text longer than
@@ -189,13 +182,34 @@ def _too_long(index: int, size: str, limit: int) -> FtpeError:
                      "Shorten it, or pass --truncate to cut it on the left.")
 
 
+def generated_lengths(new_ids: torch.Tensor, end_ids: set[int], pad_id: int | None) -> list[int]:
+    """Tokens each row generated: up to and including its first end-of-sequence token, else up to the padding
+    ``generate`` puts after a row another stopping rule ended (with no padding, the whole row)."""
+    lengths = []
+    for row in new_ids.tolist():
+        length = len(row)
+        for position, token in enumerate(row):
+            if token in end_ids or token == pad_id:
+                length = position + (token in end_ids)
+                break
+        lengths.append(length)
+    return lengths
+
+
+def _end_ids(model, tokenizer) -> set[int]:
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured, tokenizer.eos_token_id]
+    return {token for token in ids if token is not None}
+
+
 def _generate_batch(model, tokenizer, encoded: list[list[int]], kwargs: dict,
-                    first_line: bool) -> tuple[list[str], bool]:
-    """Decoded new text of one left-padded batch, and whether the kernel's stop button cut it short."""
+                    stop: str | None) -> tuple[list[str], list[int], bool]:
+    """Decoded new text of one left-padded batch, the tokens each row generated, and whether the kernel's stop
+    button cut it short."""
     padded = tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(model.device)
     width = padded["input_ids"].shape[1]
     latest = _LatestIds()
-    criteria = StoppingCriteriaList([latest] + ([_FirstLine(tokenizer, width)] if first_line else []))
+    criteria = StoppingCriteriaList([latest] + ([AnswerEnded(tokenizer, width, stop)] if stop else []))
     interrupted = False
     try:
         with torch.inference_mode():
@@ -203,10 +217,12 @@ def _generate_batch(model, tokenizer, encoded: list[list[int]], kwargs: dict,
     except KeyboardInterrupt:
         interrupted, generated = True, latest.input_ids
         if generated is None:
-            return [], True
+            return [], [], True
     except torch.OutOfMemoryError:
         del padded
         half = max(1, len(encoded) // 2)
         raise out_of_memory(f"generating a batch of {len(encoded)} prompts of up to {width} tokens",
                             f"--batch-size {half}, fewer --max-new-tokens, or a smaller dtype") from None
-    return tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True), interrupted
+    new_ids = generated[:, width:]
+    return (tokenizer.batch_decode(new_ids, skip_special_tokens=True),
+            generated_lengths(new_ids, _end_ids(model, tokenizer), tokenizer.pad_token_id), interrupted)
