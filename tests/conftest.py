@@ -47,6 +47,14 @@ def sst2_dir() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def snips_slots_dir() -> Path:
+    folder = SHARED_DATA / "snips_slots"
+    if not (folder / "test.tsv").is_file():
+        pytest.skip(f"SNIPS slots data not found at {folder} (the shared data folder sits beside the checkout)")
+    return folder
+
+
 @pytest.fixture
 def shell(tiny_model_dir, tmp_path, monkeypatch):
     """A real IPython shell with the extension loaded and the tiny model in the shared session."""

@@ -112,3 +112,19 @@ def test_learning_curve_notebook_runs_on_a_small_slice(sst2_dir, monkeypatch):
     assert "Learning curve" in shown and 'alt="learning curve"' in shown and "Crossover:" in shown
     assert all(line in shown for line in ("lora-search", "fewshot-split", "fewshot-cv", "probe", "head"))
     assert "Break-even:" in _output_of(notebook, "print(sst2.verdict())")
+
+
+def test_extraction_notebook_runs_on_a_small_slice(snips_slots_dir, monkeypatch):
+    monkeypatch.setenv("FTPE_NOTEBOOK_SMOKE", "1")  # n = 16, six held-out requests
+    monkeypatch.setenv("FTPE_STORE", "")  # compute, do not read a developer's run store
+    notebook = execute("05_extraction_prompt_vs_finetune.ipynb")
+    assert errors(notebook) == []
+    shown = _output_of(notebook, "%%compare --train pool")
+    assert "valid_rate" in shown, shown[:3000]
+    assert "tokens_generated" in shown, shown[:3000]
+    assert all(f"<td>{line}</td>" in shown for line in ("zero", "fs4", "fs8", "lora"))
+    verdict = _output_of(notebook, "print(slots.verdict())")
+    assert re.search(r"(paired permutation test|exact McNemar test) on the same 6 examples", verdict)
+    assert "valid JSON in" in verdict and "Break-even:" in verdict
+    curve = _output_of(notebook, "columns = ")
+    assert "valid_rate" in curve and curve.count("<tr") >= 5
