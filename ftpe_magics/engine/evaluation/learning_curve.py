@@ -34,7 +34,7 @@ from .condition_kinds import (
     kinds_on,
 )
 from .evaluator import ConditionResult, Evaluator
-from .stats import accuracy_interval, is_binary, paired_test
+from .stats import accuracy_interval, paired_test, paired_test_name
 from .verdict import ALPHA, choose
 
 AUTO_START = 16  # --sizes auto: the first size (or the whole pool when it is smaller)
@@ -135,7 +135,7 @@ class LearningCurve:
         scores for a metric in [0, 1]."""
         sizes = self.measured_sizes()
         scores = [self._pooled_scores(label, sizes[-1]) for label in self.labels()] if sizes else []
-        return "McNemar" if all(is_binary(s) for s in scores if s) else "permutation test"
+        return paired_test_name(*(s for s in scores if s))
 
     def standing(self, size: int) -> tuple[str, str, float, float] | None:
         """At ``size``: the best prompt, the best fine-tune, the pooled paired test's p between them and the fine-tune's
